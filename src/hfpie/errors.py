@@ -1,0 +1,39 @@
+"""Exceptions raised by hfpie. Every message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+__all__ = [
+    "HfpieError",
+    "ImageReadError",
+    "ModelNotFoundError",
+    "NoPretrainedWeightsError",
+    "UnsupportedImageError",
+    "WeightsIntegrityError",
+]
+
+
+class HfpieError(Exception):
+    """Base class of every error hfpie raises on purpose."""
+
+
+class ModelNotFoundError(HfpieError, KeyError):
+    """A model name that is not in the weights manifest."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NoPretrainedWeightsError(HfpieError):
+    """The manifest lists no trained checkpoint for a task."""
+
+
+class WeightsIntegrityError(HfpieError):
+    """A checkpoint file whose sha256 or tensors do not match the manifest."""
+
+
+class ImageReadError(HfpieError):
+    """A file that is missing, not an image, truncated or empty."""
+
+
+class UnsupportedImageError(HfpieError):
+    """An image whose mode or layout hfpie cannot process faithfully."""
