@@ -1,0 +1,258 @@
+"""Reading and writing image files faithfully.
+
+What is kept from input to output: the file format (unless the output name says otherwise), the bit
+depth (8 or 16 bits per channel), greyscale vs colour, the alpha channel, EXIF (with the orientation
+reset, since it is applied on reading) and the ICC profile. Palette images come back as RGB(A).
+
+Writes are atomic: the whole file is encoded in memory, written to a temporary file beside the
+target and renamed over it, so a crash or Ctrl-C never leaves a half-written image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageReadError, UnsupportedImageError
+
+__all__ = [
+    "ImageFile",
+    "atomic_write_bytes",
+    "encode_image",
+    "format_for",
+    "image_file_from_pil",
+    "output_suffix",
+    "read_image",
+    "write_image",
+]
+
+# Pillow format name for each output suffix we write.
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+            ".webp": "WEBP", ".bmp": "BMP"}
+_SUFFIX_OF = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "MPO": ".jpg"}
+_SUPPORTED_MODES = {"L", "LA", "RGB", "RGBA", "P", "PA", "I;16", "I;16B", "I;16L", "I"}
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """Decoded pixels plus what must be written back.
+
+    ``pixels`` is HxWx1 (grey) or HxWx3 (RGB), uint8 or uint16, already turned upright by the EXIF
+    orientation; ``alpha`` is HxW of the same dtype or None.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    format: str
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def is_grey(self) -> bool:
+        return self.pixels.shape[2] == 1
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1-8 to an HxW(xC) array (the same transforms as ImageOps.exif_transpose)."""
+    operations = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    operation = operations.get(orientation)
+    return np.ascontiguousarray(operation(array)) if operation else array
+
+
+def read_image(path: str | os.PathLike[str]) -> ImageFile:
+    """Decode an image file with its metadata; raise a one-line error naming the file if it cannot.
+
+    Raises:
+        ImageReadError: missing file, not an image, truncated or empty image.
+        UnsupportedImageError: a mode hfpie cannot process faithfully (CMYK, 1-bit, float...).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image file")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image_format = opened.format or "PNG"
+            mode = opened.mode
+            orientation = opened.getexif().get(0x0112, 1)
+            upright = ImageOps.exif_transpose(opened)
+            exif = upright.getexif()
+            exif_bytes = exif.tobytes() if len(exif) else None
+            icc = opened.info.get("icc_profile") or None
+            decoded = image_file_from_pil(upright, str(path))
+            pixels, alpha = decoded.pixels, decoded.alpha
+    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise ImageReadError(f"{path}: not a readable image ({error.__class__.__name__})") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(f"{path}: cannot decode the image, it may be truncated or corrupted ({error})") from None
+    if image_format in {"PNG", "TIFF"} and pixels.dtype == np.uint8 and pixels.shape[2] == 3:
+        # Pillow reads 16-bit colour as 8-bit: take the pixels from OpenCV when the file is deeper.
+        deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
+            deep = _orient(deep, orientation)
+            pixels = np.ascontiguousarray(deep[..., 2::-1])
+            alpha = np.ascontiguousarray(deep[..., 3]) if deep.shape[2] == 4 else None
+    return ImageFile(pixels=pixels, alpha=alpha, format=image_format, exif=exif_bytes, icc_profile=icc)
+
+
+def image_file_from_pil(image: Image.Image, name: str = "image") -> ImageFile:
+    """Pixels and alpha of a PIL image (format PNG, no EXIF); ``name`` is used in error messages."""
+    if image.mode not in _SUPPORTED_MODES:
+        raise UnsupportedImageError(
+            f"{name}: images of mode {image.mode} are not supported; convert it to RGB or greyscale first"
+        )
+    if image.width == 0 or image.height == 0:
+        raise ImageReadError(f"{name}: the image has no pixels")
+    pixels, alpha = _pixels_from_pil(image, name)
+    return ImageFile(pixels=pixels, alpha=alpha, format="PNG", icc_profile=image.info.get("icc_profile") or None)
+
+
+def _pixels_from_pil(image: Image.Image, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    mode = image.mode
+    if mode in {"P", "PA"}:
+        has_alpha = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+        mode = image.mode
+    if mode in {"I;16", "I;16B", "I;16L", "I"}:
+        array = np.asarray(image)
+        if mode == "I" and (array.min() < 0 or array.max() > 65535):
+            raise UnsupportedImageError(f"{name}: 32-bit integer images are not supported; save it as 16-bit")
+        return array.astype(np.uint16)[..., None], None
+    array = np.asarray(image)
+    if mode == "L":
+        return array[..., None].copy(), None
+    if mode == "LA":
+        return array[..., :1].copy(), array[..., 1].copy()
+    if mode == "RGB":
+        return array.copy(), None
+    return array[..., :3].copy(), array[..., 3].copy()  # RGBA
+
+
+def output_suffix(image_format: str) -> str:
+    """File suffix of a Pillow format name (``"JPEG"`` -> ``".jpg"``)."""
+    return _SUFFIX_OF.get(image_format, ".png")
+
+
+def format_for(path: str | os.PathLike[str], fallback: str) -> str:
+    """The format to write ``path`` in: from its suffix, else ``fallback``."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _FORMATS:
+        return _FORMATS[suffix]
+    if suffix:
+        raise UnsupportedImageError(
+            f"{path}: cannot write {suffix} files; use one of {', '.join(sorted(set(_FORMATS)))}"
+        )
+    return fallback
+
+
+def encode_image(image: ImageFile, image_format: str) -> bytes:
+    """Encode ``image`` in ``image_format`` (PNG, JPEG, TIFF, WEBP, BMP) with its metadata."""
+    image_format = "JPEG" if image_format == "MPO" else image_format
+    if image_format not in set(_FORMATS.values()):
+        raise UnsupportedImageError(f"cannot write {image_format} files; name the output .png, .jpg, .tif or .webp")
+    if image_format in {"JPEG", "BMP", "WEBP"} and image.bit_depth == 16:
+        image = _to_8bit(image)  # these formats have no 16-bit variant
+    if image_format in {"JPEG", "BMP"} and image.alpha is not None:
+        raise UnsupportedImageError(f"{image_format} cannot hold an alpha channel; write a .png output instead")
+    if image.bit_depth == 16 and not image.is_grey:
+        return _encode_deep_colour(image, image_format)
+    if image.bit_depth == 16:
+        if image.alpha is not None:
+            return _encode_deep_colour(image, image_format)
+        pil = Image.fromarray(image.pixels[..., 0].astype(np.uint16), mode="I;16")
+    else:
+        channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
+        array = np.concatenate(channels, axis=2) if len(channels) > 1 else image.pixels
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
+        pil = Image.fromarray(array[..., 0] if mode == "L" else array, mode=mode)
+    options: dict[str, object] = {}
+    if image.exif:
+        options["exif"] = image.exif
+    if image.icc_profile:
+        options["icc_profile"] = image.icc_profile
+    if image_format == "JPEG":
+        options.update(quality=95, subsampling=0)
+    elif image_format == "WEBP":
+        options.update(quality=95)
+    elif image_format == "TIFF":
+        options.update(compression="tiff_deflate")
+    buffer = io.BytesIO()
+    pil.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _to_8bit(image: ImageFile) -> ImageFile:
+    def convert(array: np.ndarray) -> np.ndarray:
+        return np.round(array.astype(np.float64) / 257.0).astype(np.uint8)
+
+    return replace(image, pixels=convert(image.pixels), alpha=None if image.alpha is None else convert(image.alpha))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _encode_deep_colour(image: ImageFile, image_format: str) -> bytes:
+    """16-bit colour (or grey + alpha) through OpenCV; PNG gets its ICC and EXIF chunks back."""
+    pixels = image.pixels if not image.is_grey else np.repeat(image.pixels, 3, axis=2)
+    bgr = pixels[..., ::-1]
+    if image.alpha is not None:
+        bgr = np.concatenate([bgr, image.alpha[..., None]], axis=2)
+    suffix = ".png" if image_format == "PNG" else ".tiff"
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(bgr))
+    if not ok:
+        raise UnsupportedImageError(f"OpenCV could not encode a 16-bit {image_format} image")
+    data = encoded.tobytes()
+    if image_format != "PNG" or not (image.icc_profile or image.exif):
+        return data
+    extra = b""
+    if image.icc_profile:
+        extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(image.icc_profile))
+    if image.exif:
+        exif = image.exif[6:] if image.exif.startswith(b"Exif\x00\x00") else image.exif
+        extra += _png_chunk(b"eXIf", exif)
+    header_end = 8 + 25  # signature + IHDR chunk
+    return data[:header_end] + extra + data[header_end:]
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing."""
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: str | os.PathLike[str], image: ImageFile, image_format: str | None = None) -> None:
+    """Encode ``image`` (format from ``image_format``, else the suffix, else ``image.format``) atomically."""
+    atomic_write_bytes(path, encode_image(image, image_format or format_for(path, image.format)))

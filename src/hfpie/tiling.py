@@ -1,0 +1,175 @@
+"""Tiled inference: run a model on an image of any size, one tile at a time, with no seams.
+
+Geometry (as in Real-ESRGAN's tiler): the image is split into *cores* on a grid; each core is read
+with a *halo* of context around it, clipped to the image, and only the core of the output is written
+back (coordinates times the scale). Core and halo edges are multiples of the model's ``alignment``,
+so every internal grid of the network (downsampling, attention cells) lines up with the whole image's.
+When the halo is at least the network's receptive radius, every output pixel sees exactly the inputs
+it would see in a whole-image pass, so the tiled result equals the untiled one up to float rounding.
+
+Only one batch of tiles is ever on the device; the image and the output stay on the CPU.
+On CUDA out-of-memory, the failing core is split in four and retried (down to ``min_tile``); past
+that the error is raised. Half precision tiles whose output is not finite are redone in float32.
+
+Everything here is a pure function: no state is kept between calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["TileSpec", "forward_tile", "pad_to_multiple", "tile_cores", "tiled_forward"]
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """How a model must be tiled: its output scale and the geometry it needs."""
+
+    scale: int = 1
+    """Output pixels per input pixel along each axis."""
+    multiple_of: int = 1
+    """Inputs must have height and width divisible by this."""
+    alignment: int = 1
+    """Tile offsets must be multiples of this for exact results (a multiple of ``multiple_of``)."""
+    halo: int = 0
+    """Context read around each core, in input pixels; the receptive radius for exact results."""
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad the bottom and right of NCHW ``x`` by reflection so that H and W divide by ``multiple``.
+
+    Images too small to reflect (a side of 1 pixel) are padded by replication.
+
+    Returns:
+        The padded tensor and the (bottom, right) padding added.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x, (0, 0)
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode), (pad_h, pad_w)
+
+
+def tile_cores(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """Cores ``(top, bottom, left, right)`` of side at most ``tile`` that cover the image exactly."""
+    return [
+        (top, min(top + tile, height), left, min(left + tile, width))
+        for top in range(0, height, tile)
+        for left in range(0, width, tile)
+    ]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def forward_tile(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, half: bool) -> torch.Tensor:
+    """One forward pass in inference mode; with ``half``, under float16 autocast with an fp32 retry.
+
+    A half-precision output that holds NaN or inf (overflow) is recomputed in float32, so the caller
+    always receives finite values when the float32 model gives them.
+    """
+    with torch.inference_mode():
+        if half:
+            with torch.autocast(device_type=x.device.type, dtype=torch.float16):
+                output = model(x)
+            output = output.float()
+            if bool(torch.isfinite(output).all()):
+                return output
+        return model(x.float()).float()
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def tiled_forward(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    spec: TileSpec,
+    *,
+    tile: int | None,
+    device: torch.device | str = "cpu",
+    half: bool = False,
+    min_tile: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Run ``model`` over ``image`` tile by tile and stitch the output cores.
+
+    Args:
+        model: maps (N, C, h, w) on ``device`` to (N, C', h * scale, w * scale).
+        image: (N, C, H, W) float tensor on the CPU; H and W multiples of ``spec.multiple_of``
+            (use :func:`pad_to_multiple` first).
+        spec: scale, multiple_of, alignment and halo of the model.
+        tile: core side in input pixels (rounded up to ``spec.alignment``); None runs the whole image
+            at once.
+        device: where the model runs; tiles are copied there one at a time.
+        half: float16 autocast with float32 fallback for non-finite tiles.
+        min_tile: smallest core side tried after out-of-memory errors before giving up.
+        progress: called as ``progress(done_pixels, total_pixels)`` after each core.
+
+    Returns:
+        (N, C', H * scale, W * scale) float32 tensor on the CPU.
+
+    Raises:
+        torch.OutOfMemoryError: when even ``min_tile`` cores do not fit on the device.
+    """
+    if image.ndim != 4:
+        raise ValueError(f"expected an (N, C, H, W) image, got shape {tuple(image.shape)}")
+    height, width = image.shape[-2:]
+    if height % spec.multiple_of or width % spec.multiple_of:
+        raise ValueError(f"image size {height}x{width} is not a multiple of {spec.multiple_of}; use pad_to_multiple")
+    device = torch.device(device)
+    scale = spec.scale
+    halo = _round_up(spec.halo, spec.alignment)
+    total = height * width
+    done = 0
+    output: torch.Tensor | None = None
+    current_tile = max(height, width) if tile is None else _round_up(max(tile, 1), spec.alignment)
+    min_tile = _round_up(min_tile, spec.alignment)
+
+    pending = tile_cores(height, width, current_tile)
+    while pending:
+        top, bottom, left, right = pending.pop(0)
+        read_top, read_left = max(top - halo, 0), max(left - halo, 0)
+        read_bottom, read_right = min(bottom + halo, height), min(right + halo, width)
+        try:
+            window = image[..., read_top:read_bottom, read_left:read_right].to(device, non_blocking=True)
+            result = forward_tile(model, window, half=half)
+        except RuntimeError as error:
+            side = max(bottom - top, right - left)
+            if not _is_out_of_memory(error) or side <= min_tile:
+                raise
+            del error
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            current_tile = max(_round_up(math.ceil(side / 2), spec.alignment), min_tile)
+            # Split this core in four; later cores take the smaller size too.
+            pending = [core for old in [(top, bottom, left, right), *pending] for core in _split(old, current_tile)]
+            continue
+        if output is None:
+            output = torch.empty(
+                (image.shape[0], result.shape[1], height * scale, width * scale), dtype=torch.float32
+            )
+        core = result[
+            ...,
+            (top - read_top) * scale : (bottom - read_top) * scale,
+            (left - read_left) * scale : (right - read_left) * scale,
+        ]
+        output[..., top * scale : bottom * scale, left * scale : right * scale] = core.to("cpu", torch.float32)
+        done += (bottom - top) * (right - left)
+        if progress is not None:
+            progress(done, total)
+    assert output is not None
+    return output
+
+
+def _split(core: tuple[int, int, int, int], tile: int) -> list[tuple[int, int, int, int]]:
+    top, bottom, left, right = core
+    return [(top + t, top + b, left + l, left + r) for t, b, l, r in tile_cores(bottom - top, right - left, tile)]

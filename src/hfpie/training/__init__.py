@@ -1,0 +1,1 @@
+"""Training extra of hfpie: install with `pip install hfpie[train]`."""

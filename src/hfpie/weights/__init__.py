@@ -1,0 +1,1 @@
+"""Bundled pretrained weights (the offline default); listed in weights_manifest.json."""
