@@ -17,7 +17,14 @@ from .io import ImageFile, image_file_from_pil, read_image
 from .models import HFPIENet
 from .tiling import TileSpec, pad_to_multiple, tiled_forward
 
-__all__ = ["default_device", "enhance", "run_network", "suggest_tile_size"]
+__all__ = [
+    "default_device",
+    "enhance",
+    "enhance_image_file",
+    "resolve_network",
+    "run_network",
+    "suggest_tile_size",
+]
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, torch.Tensor)
 _GLOBAL_POOLING_HALO = 64
@@ -94,7 +101,7 @@ def run_network(
 def _file_to_pil(image: ImageFile) -> Image.Image:
     if image.bit_depth == 16:
         if image.is_grey and image.alpha is None:
-            return Image.fromarray(image.pixels[..., 0], mode="I;16")
+            return Image.fromarray(image.pixels[..., 0])
         image = ImageFile(
             pixels=np.round(image.pixels / 257.0).astype(np.uint8),
             alpha=None if image.alpha is None else np.round(image.alpha / 257.0).astype(np.uint8),
@@ -102,8 +109,7 @@ def _file_to_pil(image: ImageFile) -> Image.Image:
         )
     channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
     array = np.concatenate(channels, axis=2)
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
-    pil = Image.fromarray(array[..., 0] if mode == "L" else array, mode=mode)
+    pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
     if image.icc_profile:
         pil.info["icc_profile"] = image.icc_profile
     return pil
@@ -153,7 +159,8 @@ def _from_unit(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return x.astype(dtype)
 
 
-def _enhance_file(image: ImageFile, network: HFPIENet, **options: Any) -> ImageFile:
+def enhance_image_file(image: ImageFile, network: HFPIENet, **options: Any) -> ImageFile:
+    """Enhance decoded file pixels (see :func:`hfpie.io.read_image`); keeps bit depth and metadata."""
     maximum = 65535.0 if image.bit_depth == 16 else 255.0
     stack = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
     array = np.concatenate(stack, axis=2).astype(np.float32) / maximum
@@ -170,8 +177,9 @@ def _enhance_file(image: ImageFile, network: HFPIENet, **options: Any) -> ImageF
     )
 
 
-def _resolve_network(task: str, scale: int, model: str | os.PathLike[str] | HFPIENet | None,
-                     device: torch.device | str | None) -> HFPIENet:
+def resolve_network(task: str, scale: int, model: str | os.PathLike[str] | HFPIENet | None,
+                    device: torch.device | str | None) -> HFPIENet:
+    """The network for ``task`` (a given module, a model name or path, or the task's default)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if isinstance(model, HFPIENet):
@@ -242,12 +250,12 @@ def enhance(
         >>> clean = enhance("noisy.png", task="denoise")  # doctest: +SKIP
         >>> clean.save("clean.png")                         # doctest: +SKIP
     """
-    network = _resolve_network(task, scale, model, device)
+    network = resolve_network(task, scale, model, device)
     options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress))
     if isinstance(image, (str, os.PathLike)):
-        return _file_to_pil(_enhance_file(read_image(image), network, **options))
+        return _file_to_pil(enhance_image_file(read_image(image), network, **options))
     if isinstance(image, Image.Image):
-        return _file_to_pil(_enhance_file(image_file_from_pil(image, "PIL image"), network, **options))
+        return _file_to_pil(enhance_image_file(image_file_from_pil(image, "PIL image"), network, **options))
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
             raise UnsupportedImageError(f"numpy images must be HxW or HxWxC with pixels, got shape {image.shape}")

@@ -35,6 +35,7 @@ from .models import HFPIEConfig, HFPIENet
 __all__ = [
     "TASKS",
     "ModelEntry",
+    "bundled_path",
     "download_weights",
     "find_entry",
     "list_models",
@@ -160,7 +161,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _bundled_path(entry: ModelEntry) -> Path | None:
+def bundled_path(entry: ModelEntry) -> Path | None:
     candidate = resources.files(_WEIGHTS_PACKAGE).joinpath(f"{entry.name}.safetensors")
     path = Path(str(candidate))
     return path if path.is_file() else None
@@ -169,7 +170,7 @@ def _bundled_path(entry: ModelEntry) -> Path | None:
 def download_weights(entry: ModelEntry, *, use_bundled: bool = True, force: bool = False) -> Path:
     """Path of the verified weights of ``entry``: the bundled copy, else a Hub download (cached)."""
     if use_bundled and not force:
-        bundled = _bundled_path(entry)
+        bundled = bundled_path(entry)
         if bundled is not None:
             _verify(bundled, entry, delete_on_mismatch=False)
             return bundled

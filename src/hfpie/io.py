@@ -182,12 +182,11 @@ def encode_image(image: ImageFile, image_format: str) -> bytes:
     if image.bit_depth == 16:
         if image.alpha is not None:
             return _encode_deep_colour(image, image_format)
-        pil = Image.fromarray(image.pixels[..., 0].astype(np.uint16), mode="I;16")
+        pil = Image.fromarray(image.pixels[..., 0].astype(np.uint16))
     else:
         channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
         array = np.concatenate(channels, axis=2) if len(channels) > 1 else image.pixels
-        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
-        pil = Image.fromarray(array[..., 0] if mode == "L" else array, mode=mode)
+        pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
     options: dict[str, object] = {}
     if image.exif:
         options["exif"] = image.exif

@@ -1,0 +1,207 @@
+"""The ``hfpie`` command line: a thin typer wrapper over :mod:`hfpie.api`, :mod:`hfpie.io` and :mod:`hfpie.hub`.
+
+Examples::
+
+    hfpie denoise noisy.png -o clean.png
+    hfpie sr photos/ --recursive --scale 4 -o upscaled/
+    hfpie deblur "shots/*.jpg" -o sharp/ --tile 512
+    hfpie models
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import HfpieError
+
+app = typer.Typer(
+    name="hfpie",
+    help="Denoise, deblur and super-resolve images with HFPIE networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+
+# Reusable option types.
+InputsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file (one input) or folder.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path (default: the task's model).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1, mps (default: best available).")]
+TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile core size in pixels (default: fit device memory).")]
+Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Disable float16 autocast on CUDA.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (even an input).")]
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of input folders.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def collect_inputs(patterns: list[str], recursive: bool) -> list[tuple[Path, Path]]:
+    """(file, path relative to its input root) for every image named by files, folders or globs.
+
+    Files named explicitly are kept even if their suffix is unusual (reading them reports problems);
+    folders contribute files with image suffixes only.
+    """
+    found: list[tuple[Path, Path]] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            walker = path.rglob("*") if recursive else path.glob("*")
+            for item in sorted(walker):
+                if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
+                    found.append((item, item.relative_to(path)))
+        elif not path.exists() and glob.has_magic(pattern):
+            for match in sorted(glob.glob(pattern, recursive=recursive)):
+                if Path(match).is_file():
+                    found.append((Path(match), Path(Path(match).name)))
+        else:
+            found.append((path, Path(path.name)))  # missing files are reported when read
+    return found
+
+
+def _plan_outputs(inputs: list[tuple[Path, Path]], output: Path) -> list[tuple[Path, Path]]:
+    single_file = len(inputs) == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
+    if single_file:
+        return [(inputs[0][0], output)]
+    if output.exists() and not output.is_dir():
+        raise _fail(f"{output} is a file, but {len(inputs)} inputs need an output folder")
+    return [(source, output / relative) for source, relative in inputs]
+
+
+def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: str | None, device: str | None,
+             tile: int | None, fp32: bool, overwrite: bool, recursive: bool) -> None:
+    import torch
+
+    from .api import enhance_image_file, _progress_callback, resolve_network
+    from .io import read_image, write_image
+
+    jobs = _plan_outputs(collect_inputs(inputs, recursive), output)
+    if not jobs:
+        raise _fail("no input images found (give files, folders or glob patterns)")
+    try:
+        network = resolve_network(task, scale, model, device)
+    except (HfpieError, ValueError) as error:
+        raise _fail(str(error)) from None
+    half = False if fp32 else None
+    if device is not None:
+        torch_device = torch.device(device)
+    else:
+        torch_device = next(network.parameters()).device
+    failures = 0
+    show_progress = sys.stderr.isatty()
+    for index, (source, target) in enumerate(jobs, start=1):
+        try:
+            if target.exists() and not overwrite:
+                same = source.exists() and target.resolve() == source.resolve()
+                raise HfpieError(
+                    f"{target}: {'is the input itself' if same else 'already exists'}; pass --overwrite to replace it"
+                )
+            image = read_image(source)
+            if show_progress:
+                typer.echo(f"[{index}/{len(jobs)}] {source}", err=True)
+            result = enhance_image_file(
+                image, network, device=torch_device, tile=tile, half=half, halo=None,
+                progress=_progress_callback(show_progress),
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(target, result)
+        except (HfpieError, OSError, ValueError) as error:
+            failures += 1
+            typer.echo(f"error: {error}", err=True)
+    done = len(jobs) - failures
+    typer.echo(f"{task}: wrote {done} of {len(jobs)} image(s)" + (f", {failures} failed" if failures else ""), err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def denoise(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
+            tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
+            recursive: RecursiveOpt = False) -> None:
+    """Remove noise. Example: hfpie denoise noisy.png -o clean.png"""
+    _restore("denoise", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
+             overwrite=overwrite, recursive=recursive)
+
+
+@app.command()
+def deblur(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
+           tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
+           recursive: RecursiveOpt = False) -> None:
+    """Remove blur (blind). Example: hfpie deblur blurry.jpg -o sharp.jpg"""
+    _restore("deblur", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
+             overwrite=overwrite, recursive=recursive)
+
+
+@app.command()
+def sr(inputs: InputsArg, output: OutputOpt,
+       scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor.")] = 4,
+       model: ModelOpt = None, device: DeviceOpt = None, tile: TileOpt = None, fp32: Fp32Opt = False,
+       overwrite: OverwriteOpt = False, recursive: RecursiveOpt = False) -> None:
+    """Super-resolve (upscale). Example: hfpie sr small.png --scale 4 -o large.png"""
+    _restore("sr", inputs, output, scale=scale, model=model, device=device, tile=tile, fp32=fp32,
+             overwrite=overwrite, recursive=recursive)
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the pretrained models and where their weights are."""
+    from .hub import bundled_path, list_models
+
+    entries = list_models()
+    if not entries:
+        typer.echo("No pretrained models are listed in this installation's weights manifest.")
+        return
+    typer.echo(f"{'name':<14} {'task':<8} {'scale':>5} {'default':>7} {'size':>9}  source")
+    for entry in entries:
+        source = "bundled" if bundled_path(entry) else f"hub: {entry.repo_id}"
+        typer.echo(f"{entry.name:<14} {entry.task:<8} {entry.scale:>5} {'yes' if entry.default else '':>7} "
+                   f"{entry.size / 1e6:>7.2f}MB  {source}")
+
+
+@app.command()
+def download(model: Annotated[str, typer.Argument(help="Model name (see `hfpie models`).")],
+             force: Annotated[bool, typer.Option("--force", help="Download again even if cached.")] = False) -> None:
+    """Download a model's weights from the Hugging Face Hub into the local cache and verify them."""
+    from .hub import download_weights, find_entry
+
+    try:
+        path = download_weights(find_entry(model), use_bundled=False, force=force)
+    except HfpieError as error:
+        raise _fail(str(error)) from None
+    typer.echo(str(path))
+
+
+@app.command("hub-export")
+def hub_export(model: Annotated[str, typer.Argument(help="Model name or .safetensors path.")],
+               folder: Annotated[Path, typer.Argument(help="Folder to write the Hub repository into.")],
+               overwrite: OverwriteOpt = False) -> None:
+    """Write an upload-ready Hub folder: model.safetensors, config.json and a README.md model card."""
+    from .export import export_hub_folder
+
+    try:
+        export_hub_folder(model, folder, overwrite=overwrite)
+    except (HfpieError, ValueError, FileExistsError) as error:
+        raise _fail(str(error)) from None
+    typer.echo(f"wrote {folder}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # nothing half-written: every write is atomic
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

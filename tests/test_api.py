@@ -1,0 +1,145 @@
+"""enhance(): type, dtype and range round trips; sizes; errors; thread safety."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import hfpie
+from conftest import make_identity, make_network
+from hfpie import NoPretrainedWeightsError, UnsupportedImageError, enhance
+
+
+@pytest.fixture(scope="module")
+def identity():
+    return make_identity()
+
+
+@pytest.fixture(scope="module")
+def sr4():
+    return make_network(4)
+
+
+def test_public_exports() -> None:
+    assert hfpie.__all__ == sorted(hfpie.__all__)
+    for name in hfpie.__all__:
+        assert hasattr(hfpie, name)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(21, 17), (21, 17, 1), (21, 17, 3), (21, 17, 4)])
+def test_numpy_round_trip_keeps_shape_dtype_and_values(identity, dtype, shape) -> None:
+    rng = np.random.default_rng(0)
+    if np.issubdtype(dtype, np.integer):
+        array = rng.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True).astype(dtype)
+    else:
+        array = rng.random(shape).astype(dtype)
+    if len(shape) == 3 and shape[2] in (1,):
+        pass
+    output = enhance(array, model=identity)
+    assert output.shape == array.shape and output.dtype == array.dtype
+    if np.issubdtype(dtype, np.integer):
+        np.testing.assert_array_equal(output, array)  # identity network: exact for 8 and 16 bits
+    else:
+        np.testing.assert_allclose(output, array, atol=1e-6)
+
+
+def test_sr_output_is_exactly_scale_times_the_input(sr4) -> None:
+    for shape in [(1, 1, 3), (7, 5, 3), (33, 18)]:
+        output = enhance(np.zeros(shape, np.uint8), task="sr", scale=4, model=sr4)
+        assert output.shape[:2] == (shape[0] * 4, shape[1] * 4)
+        assert output.ndim == len(shape)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I;16", "P"])
+def test_pil_round_trip_keeps_mode(identity, mode) -> None:
+    rng = np.random.default_rng(1)
+    base = Image.fromarray(rng.integers(0, 255, (15, 22, 3), dtype=np.uint8))
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, (15, 22), dtype=np.uint16))
+    elif mode == "P":
+        image = base.quantize(16)
+    else:
+        image = base.convert(mode)
+    output = enhance(image, model=identity)
+    assert isinstance(output, Image.Image) and output.size == image.size
+    assert output.mode == ("RGB" if mode == "P" else mode)
+    expected = np.asarray(image.convert("RGB") if mode == "P" else image)
+    np.testing.assert_array_equal(np.asarray(output), expected)
+
+
+def test_pil_sr_resizes_alpha(sr4) -> None:
+    image = Image.new("RGBA", (10, 6), (10, 20, 30, 128))
+    output = enhance(image, task="sr", model=sr4)
+    assert output.mode == "RGBA" and output.size == (40, 24)
+    assert np.all(np.asarray(output)[..., 3] == 128)
+
+
+def test_torch_round_trip_keeps_layout_dtype_and_device(identity, sr4) -> None:
+    x = torch.rand(3, 12, 9)
+    y = enhance(x, model=identity)
+    assert y.shape == x.shape and y.dtype == x.dtype and y.device == x.device
+    torch.testing.assert_close(y, x)
+    batch = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    out = enhance(batch, task="sr", model=sr4)
+    assert out.shape == (2, 3, 32, 32) and out.dtype == torch.float64
+    assert enhance(torch.rand(1, 1, 8, 8), model=identity).shape == (1, 1, 8, 8)
+
+
+def test_path_gives_a_pil_image(identity, tmp_path: Path) -> None:
+    array = np.random.default_rng(2).integers(0, 255, (9, 14, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "in.png")
+    output = enhance(tmp_path / "in.png", model=identity)
+    assert isinstance(output, Image.Image)
+    np.testing.assert_array_equal(np.asarray(output), array)
+    assert isinstance(enhance(str(tmp_path / "in.png"), model=identity), Image.Image)
+
+
+def test_output_values_stay_in_range() -> None:
+    network = make_network(gain=3.0)
+    output = enhance(np.random.default_rng(0).random((16, 16, 3)), model=network)
+    assert output.min() >= 0.0 and output.max() <= 1.0
+
+
+def test_errors_say_what_to_do(identity, sr4) -> None:
+    with pytest.raises(NoPretrainedWeightsError, match="No pretrained weights are installed for task 'deblur'"):
+        enhance(np.zeros((8, 8, 3), np.uint8), task="deblur")
+    with pytest.raises(ValueError, match="task must be one of"):
+        enhance(np.zeros((8, 8, 3), np.uint8), task="colorize", model=identity)
+    with pytest.raises(ValueError, match="needs a x2 model"):
+        enhance(np.zeros((8, 8, 3), np.uint8), task="sr", scale=2, model=sr4)
+    with pytest.raises(ValueError, match="needs a scale-1 model"):
+        enhance(np.zeros((8, 8, 3), np.uint8), task="denoise", model=sr4)
+    with pytest.raises(UnsupportedImageError, match="uint8, uint16 or float"):
+        enhance(np.zeros((8, 8, 3), np.int32), model=identity)
+    with pytest.raises(UnsupportedImageError, match="channels"):
+        enhance(np.zeros((8, 8, 5), np.uint8), model=identity)
+    with pytest.raises(UnsupportedImageError, match="with pixels"):
+        enhance(np.zeros((0, 8, 3), np.uint8), model=identity)
+    with pytest.raises(UnsupportedImageError, match="mode CMYK"):
+        enhance(Image.new("CMYK", (4, 4)), model=identity)
+    with pytest.raises(TypeError, match="takes a path"):
+        enhance([1, 2, 3], model=identity)
+
+
+def test_enhance_is_thread_safe() -> None:
+    network = make_network(gain=2.0, attention_window=8)
+    images = [np.random.default_rng(i).random((40, 40, 3)).astype(np.float32) for i in range(4)]
+    expected = [enhance(image, model=network) for image in images]
+    results: dict[int, np.ndarray] = {}
+
+    def work(index: int) -> None:
+        results[index] = enhance(images[index % 4], model=network, tile=16)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(8):
+        np.testing.assert_allclose(results[index], expected[index % 4], atol=1e-4)

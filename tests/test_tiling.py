@@ -1,0 +1,104 @@
+"""Tiled inference equals whole-image inference; fp16 fallback; out-of-memory splitting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_network
+from hfpie.api import run_network
+from hfpie.tiling import TileSpec, forward_tile, pad_to_multiple, tile_cores, tiled_forward
+
+
+def _spec(network, halo: int) -> TileSpec:
+    config = network.config
+    return TileSpec(scale=config.scale, multiple_of=config.multiple_of, alignment=config.alignment, halo=halo)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+@pytest.mark.parametrize("tile", [16, 40, 64])
+def test_tiled_output_equals_whole_image_output(scale: int, tile: int) -> None:
+    network = make_network(scale, gain=2.0, attention_window=8)
+    radius = network.config.receptive_radius()
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, 136, 100)
+    with torch.inference_mode():
+        whole = network(image)
+    for halo in (radius, radius + 9):
+        tiled = tiled_forward(network, image, _spec(network, halo), tile=tile)
+        error = (tiled - whole).abs().max()
+        assert error < 1e-4, f"tile {tile}, halo {halo}: max abs error {error:.2e}"
+    # Without context the seams show: this is what the halo is for (and why the test can fail).
+    seams = (tiled_forward(network, image, _spec(network, 0), tile=tile) - whole).abs().max()
+    assert seams > 1e-3
+
+
+def test_run_network_pads_odd_sizes_and_tiles_exactly() -> None:
+    network = make_network(2, gain=2.0, attention_window=8)
+    image = torch.rand(1, 3, 101, 77)
+    whole = run_network(network, image, tile=10_000)
+    tiled = run_network(network, image, tile=24)
+    assert whole.shape == tiled.shape == (1, 3, 202, 154)
+    assert (whole - tiled).abs().max() < 1e-4
+
+
+def test_pad_to_multiple_and_cores() -> None:
+    x = torch.arange(15.0).reshape(1, 1, 3, 5)
+    padded, padding = pad_to_multiple(x, 4)
+    assert padded.shape == (1, 1, 4, 8) and padding == (1, 3)
+    torch.testing.assert_close(padded[..., 3, :5], x[..., 1, :])  # reflection of the row before last
+    single = pad_to_multiple(torch.ones(1, 1, 1, 1), 4)[0]
+    assert single.shape == (1, 1, 4, 4)
+    cores = tile_cores(10, 7, 4)
+    covered = torch.zeros(10, 7)
+    for top, bottom, left, right in cores:
+        covered[top:bottom, left:right] += 1
+    assert (covered == 1).all()
+
+
+def test_half_precision_tiles_that_overflow_are_redone_in_float32() -> None:
+    calls = []
+
+    def fragile(x: torch.Tensor) -> torch.Tensor:
+        autocast = torch.is_autocast_enabled(x.device.type)
+        calls.append(autocast)
+        return torch.full_like(x, float("inf")) if autocast else x * 2
+
+    image = torch.rand(1, 3, 32, 32)
+    output = tiled_forward(fragile, image, TileSpec(), tile=16, half=True)
+    torch.testing.assert_close(output, image * 2)
+    assert calls == [True, False] * 4  # every tile: fp16 attempt, then fp32 retry
+    finite = forward_tile(lambda x: x + 1, image, half=True)
+    torch.testing.assert_close(finite, image + 1, atol=1e-2, rtol=0)
+
+
+def test_out_of_memory_halves_the_tile_and_retries() -> None:
+    sizes = []
+
+    def small_memory(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(tuple(x.shape[-2:]))
+        if x.shape[-1] * x.shape[-2] > 32 * 32:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x
+
+    image = torch.rand(1, 3, 128, 96)
+    output = tiled_forward(small_memory, image, TileSpec(), tile=128, min_tile=16)
+    torch.testing.assert_close(output, image)
+    assert sizes[0] == (128, 96) and max(h * w for h, w in sizes[-3:]) <= 32 * 32
+    with pytest.raises(torch.OutOfMemoryError):
+        tiled_forward(small_memory, image, TileSpec(), tile=128, min_tile=64)
+
+
+def test_other_errors_are_not_swallowed() -> None:
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        tiled_forward(broken, torch.rand(1, 3, 64, 64), TileSpec(), tile=16)
+
+
+def test_progress_reaches_the_total() -> None:
+    seen = []
+    tiled_forward(lambda x: x, torch.rand(1, 3, 40, 40), TileSpec(), tile=16, progress=lambda d, t: seen.append((d, t)))
+    assert len(seen) == 9 and seen[-1] == (1600, 1600)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
