@@ -78,7 +78,9 @@ def test_flip_rotate_is_the_dihedral_group() -> None:
         ds.flip_rotate(image, 8)
 
 
-@pytest.mark.parametrize(("task", "options", "patch", "low_side"), [("denoise", {}, 32, 32), ("sr", {"scale": 4}, 32, 8)])
+@pytest.mark.parametrize(
+    ("task", "options", "patch", "low_side"), [("denoise", {}, 32, 32), ("sr", {"scale": 4}, 32, 8)]
+)
 def test_items_have_the_right_shapes_and_range(
     image_folder: Path, task: str, options: dict, patch: int, low_side: int
 ) -> None:
@@ -168,7 +170,9 @@ def test_constructor_errors(image_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no image files"):
         ds.PairedPatchDataset(empty, make_degradation("denoise"), 16)
     with pytest.raises(ValueError, match="weighting"):
-        ds.PairedPatchDataset(image_folder, make_degradation("denoise"), 16, weighting="random")  # type: ignore[arg-type]
+        ds.PairedPatchDataset(
+            image_folder, make_degradation("denoise"), 16, weighting="random"  # type: ignore[arg-type]
+        )
     dataset = ds.PairedPatchDataset(image_folder, make_degradation("denoise"), 16, length=2)
     with pytest.raises(IndexError):
         dataset[2]
@@ -217,7 +221,8 @@ def test_validation_pairs_denoise(validation_folder: Path) -> None:
     assert len(pairs) == 3 and pairs.names() == ["img1", "img2", "img3"]
     for index, (name, degraded, clean) in enumerate(pairs):
         assert degraded.dtype == np.uint8 and clean.dtype == np.uint8
-        np.testing.assert_array_equal(clean, ds.read_image(validation_folder / f"{name}.{'bmp' if name == 'img3' else 'png'}"))
+        suffix = "bmp" if name == "img3" else "png"
+        np.testing.assert_array_equal(clean, ds.read_image(validation_folder / f"{name}.{suffix}"))
         np.testing.assert_array_equal(degraded, protocol_gaussian_noise(clean, 25, index))
     assert pairs[-1][0] == "img3"
     with pytest.raises(ValueError, match="sigma"):

@@ -139,7 +139,8 @@ def test_ssim_matches_naive_oracle() -> None:
 
 def test_ssim_crop_border_and_errors(pair: tuple[np.ndarray, np.ndarray]) -> None:
     clean, noisy = pair
-    assert metrics.ssim(clean, noisy, crop_border=4) == pytest.approx(metrics.ssim(clean[4:-4, 4:-4], noisy[4:-4, 4:-4]))
+    cropped = metrics.ssim(clean[4:-4, 4:-4], noisy[4:-4, 4:-4])
+    assert metrics.ssim(clean, noisy, crop_border=4) == pytest.approx(cropped)
     assert metrics.ssim(clean, noisy) < 1.0
     with pytest.raises(ValueError, match="11x11"):
         metrics.ssim(clean[:10], noisy[:10])
@@ -177,7 +178,10 @@ def test_spectrum_error_detects_over_smoothing(pair: tuple[np.ndarray, np.ndarra
 # --------------------------------------------------------------------------------------------------
 
 
-def test_lpips_returns_none_without_the_package(monkeypatch: pytest.MonkeyPatch, pair: tuple[np.ndarray, np.ndarray]) -> None:
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def test_lpips_returns_none_without_the_package(monkeypatch: pytest.MonkeyPatch, pair: Pair) -> None:
     monkeypatch.setitem(sys.modules, "lpips", None)  # makes `import lpips` raise ImportError
     metrics._load_lpips.cache_clear()
     try:
@@ -186,7 +190,7 @@ def test_lpips_returns_none_without_the_package(monkeypatch: pytest.MonkeyPatch,
         metrics._load_lpips.cache_clear()
 
 
-def test_lpips_returns_none_when_weights_fail(monkeypatch: pytest.MonkeyPatch, pair: tuple[np.ndarray, np.ndarray]) -> None:
+def test_lpips_returns_none_when_weights_fail(monkeypatch: pytest.MonkeyPatch, pair: Pair) -> None:
     module = types.ModuleType("lpips")
 
     def failing(**kwargs: object) -> None:
@@ -201,7 +205,7 @@ def test_lpips_returns_none_when_weights_fail(monkeypatch: pytest.MonkeyPatch, p
         metrics._load_lpips.cache_clear()
 
 
-def test_lpips_uses_the_package_when_present(monkeypatch: pytest.MonkeyPatch, pair: tuple[np.ndarray, np.ndarray]) -> None:
+def test_lpips_uses_the_package_when_present(monkeypatch: pytest.MonkeyPatch, pair: Pair) -> None:
     seen: list[torch.Tensor] = []
 
     class FakeLPIPS(torch.nn.Module):

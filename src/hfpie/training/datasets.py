@@ -106,7 +106,9 @@ def read_image(path: PathLike, *, downscale: int = 1) -> np.ndarray:
             else:
                 pixels = np.asarray(image.convert("RGB"))
     except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
-        raise ImageReadError(f"cannot read image {str(path)!r} ({error}); check that it is a valid image file") from error
+        raise ImageReadError(
+            f"cannot read image {str(path)!r} ({error}); check that it is a valid image file"
+        ) from error
     if downscale > 1:
         pixels = crop_to_multiple(pixels, downscale)
         height, width = pixels.shape[:2]
@@ -142,7 +144,9 @@ def _image_size(path: Path, downscale: int) -> tuple[int, int]:
         with Image.open(path) as image:
             width, height = image.size
     except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
-        raise ImageReadError(f"cannot read image {str(path)!r} ({error}); check that it is a valid image file") from error
+        raise ImageReadError(
+            f"cannot read image {str(path)!r} ({error}); check that it is a valid image file"
+        ) from error
     return height // downscale, width // downscale
 
 
@@ -461,8 +465,9 @@ def measure_data_time(
             f"batch_size and num_batches must be >= 1 and warmup_batches >= 0, got {batch_size}, {num_batches}, "
             f"{warmup_batches}"
         )
-    if len(dataset) < batch_size:  # type: ignore[arg-type]
-        raise ValueError(f"the dataset has {len(dataset)} items, fewer than batch_size {batch_size}")  # type: ignore[arg-type]
+    available = len(dataset)  # type: ignore[arg-type]
+    if available < batch_size:
+        raise ValueError(f"the dataset has {available} items, fewer than batch_size {batch_size}; lower batch_size")
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -579,9 +579,9 @@ def protocol_blur(clean_u8: np.ndarray, index: int) -> tuple[np.ndarray, np.ndar
     rng = np.random.default_rng(20_000 + index)
     sigma_x, sigma_y, angle = rng.uniform(0.6, 3.0), rng.uniform(0.6, 3.0), rng.uniform(0.0, np.pi)
     kernel = gaussian_kernel(PROTOCOL_KERNEL_SIZE, sigma_x, sigma_y, angle)
+    channels = range(clean_u8.shape[2])
     blurred = np.stack(
-        [ndimage.convolve(clean_u8[..., c].astype(np.float64), kernel, mode="reflect") for c in range(clean_u8.shape[2])],
-        axis=-1,
+        [ndimage.convolve(clean_u8[..., c].astype(np.float64), kernel, mode="reflect") for c in channels], axis=-1
     )
     noisy = np.clip(np.round(blurred + 2.0 * rng.standard_normal(blurred.shape)), 0, 255).astype(np.uint8)
     return noisy, kernel

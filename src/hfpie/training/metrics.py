@@ -280,7 +280,9 @@ def lpips_distance(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, net:
     data_range = _check_data_range(data_range)
     first, second = _as_float64(a, "a"), _as_float64(b, "b")
     if first.shape != second.shape or first.shape[2] != 3:
-        raise ValueError(f"lpips_distance needs two RGB images of the same shape (H, W, 3), got {np.shape(a)} and {np.shape(b)}")
+        raise ValueError(
+            f"lpips_distance needs two RGB images of the same shape (H, W, 3), got {np.shape(a)} and {np.shape(b)}"
+        )
     model = _load_lpips(net)
     if model is None:
         return None
