@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .api import resolve_network
 from .errors import HfpieError
 
 app = typer.Typer(
@@ -81,7 +82,7 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: s
              tile: int | None, fp32: bool, overwrite: bool, recursive: bool) -> None:
     import torch
 
-    from .api import enhance_image_file, _progress_callback, resolve_network
+    from .api import _progress_callback, enhance_image_file
     from .io import read_image, write_image
 
     jobs = _plan_outputs(collect_inputs(inputs, recursive), output)
@@ -192,6 +193,70 @@ def hub_export(model: Annotated[str, typer.Argument(help="Model name or .safeten
     except (HfpieError, ValueError, FileExistsError) as error:
         raise _fail(str(error)) from None
     typer.echo(f"wrote {folder}")
+
+
+@app.command()
+def train(config: Annotated[Optional[str], typer.Argument(help="TOML or YAML training config (optional).")] = None,
+          overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides (JSON values).")] = None,
+          run_dir: Annotated[Path, typer.Option("--run-dir", help="Folder for checkpoints and logs.")] = Path("runs/latest"),
+          resume: Annotated[bool, typer.Option("--resume", help="Continue from RUN_DIR/last.pt.")] = False) -> None:
+    """Train a model (needs `pip install hfpie[train]`). Example: hfpie train configs/denoise.toml steps=2000"""
+    from .training.config import load_train_config
+    from .training.trainer import train as run_training
+
+    overrides = list(overrides or [])
+    if config is not None and "=" in config and not Path(config).exists():
+        config, overrides = None, [config, *overrides]  # no config file, only overrides
+    try:
+        settings = load_train_config(config, overrides)
+    except (ValueError, OSError) as error:
+        raise _fail(str(error)) from None
+    run_training(settings, run_dir, resume=resume)
+    typer.echo(f"done: {run_dir / 'final.safetensors'}")
+
+
+@app.command("train-hpf")
+def train_hpf(folders: Annotated[list[Path], typer.Argument(help="Folders of clean training images.")],
+              output: OutputOpt,
+              steps: Annotated[int, typer.Option(help="Training steps.")] = 3000,
+              patch_size: Annotated[int, typer.Option(help="Patch side.")] = 64,
+              val_folder: Annotated[Optional[Path], typer.Option(help="Clean images to report the fit on.")] = None,
+              seed: Annotated[int, typer.Option(help="Random seed.")] = 0) -> None:
+    """Train the high-pass filtering loss network on FFT high-pass targets and report its fit."""
+    from .training.hpf_training import train_hpf_network
+
+    report = train_hpf_network([str(f) for f in folders], output, steps=steps, patch_size=patch_size,
+                               val_folder=None if val_folder is None else str(val_folder), seed=seed)
+    typer.echo(f"wrote {output}: " + ", ".join(f"{k} {v:.4f}" for k, v in report.items() if isinstance(v, float)))
+
+
+@app.command("eval")
+def eval_command(model: Annotated[str, typer.Argument(help="Model name, .safetensors path, or 'input' for the degraded input / bicubic.")],
+                 data: Annotated[Path, typer.Argument(help="Folder of clean validation images (or noisy/clean pairs).")],
+                 task: Annotated[str, typer.Option(help="denoise, denoise-real, deblur or sr.")] = "denoise",
+                 sigma: Annotated[Optional[int], typer.Option(help="AWGN sigma (denoise).")] = None,
+                 scale: Annotated[int, typer.Option(help="SR factor.")] = 4,
+                 report: Annotated[Optional[Path], typer.Option("--report", help="Write a .csv or .md table.")] = None,
+                 max_images: Annotated[int, typer.Option(help="Only the first N images (0 = all).")] = 0,
+                 device: DeviceOpt = None) -> None:
+    """PSNR/SSIM (RGB and Y), LPIPS when available and seconds per megapixel on a validation folder."""
+    from .training.evaluation import evaluate_folder, format_report, summarize
+
+    network = None
+    if model != "input":
+        try:
+            network = resolve_network("sr" if task == "sr" else "denoise", scale, model, device)
+        except (HfpieError, ValueError) as error:
+            raise _fail(str(error)) from None
+    scores = evaluate_folder(network, data, task if task != "denoise-real" else "denoise-real", sigma=sigma,
+                             scale=scale if task == "sr" else None, max_images=max_images,
+                             device=device or "cpu")
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(format_report(scores, "csv" if report.suffix == ".csv" else "markdown"))
+    summary = summarize(scores)
+    typer.echo(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v if v is not None else 'n/a'}"
+                        for k, v in summary.items()))
 
 
 def main() -> None:

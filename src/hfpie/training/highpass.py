@@ -184,7 +184,9 @@ class HighPassNetConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown HighPassNetConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+            raise ValueError(
+                f"unknown HighPassNetConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}"
+            )
         values = dict(values)
         if "widths" in values:
             values["widths"] = tuple(values["widths"])
@@ -331,17 +333,16 @@ def train_highpass_net(
         net = HighPassNet(config)
         generator = torch.Generator().manual_seed(seed)
     iterator = _batch_iterator(batches, batch_size, patch_size, generator)
+    first_batch = next(iterator)
+    _check_images(first_batch, "each batch", config.channels)
+    device = first_batch.device if device is None else torch.device(device)
+    net.to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
-    net.train()
     losses: list[float] = []
     history: list[list[float]] = []
     for step in range(steps):
-        batch = next(iterator)
+        batch = first_batch if step == 0 else next(iterator)
         _check_images(batch, "each batch", config.channels)
-        if device is None:
-            device = batch.device
-        if step == 0:
-            net.to(device)
         batch = batch.to(device=device, dtype=torch.float32)
         target = fft_highpass(batch, radius, soft=soft, units=units)
         loss = F.mse_loss(net(batch), target)

@@ -43,14 +43,14 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "CharbonnierLoss",
     "DEFAULT_BLUR_KERNEL_SIZE",
     "DEFAULT_BLUR_SIGMA",
     "DEFAULT_GMS_THRESHOLD",
     "DEFAULT_OPENING_SIZE",
     "DEFAULT_SOFT_MASK_ITERATIONS",
-    "GMS_CONSTANT",
     "GMSWeightedL1Loss",
-    "CharbonnierLoss",
+    "GMS_CONSTANT",
     "GradientMagnitudeSimilarity",
     "HardGMSMask",
     "L1Loss",

@@ -1,0 +1,167 @@
+"""The typed training config: one frozen dataclass, loadable from a small TOML or YAML file.
+
+Example ``configs/denoise.toml``::
+
+    task = "denoise"
+    preset = "small"
+    train_folders = ["../shared/data/train/bsds400", "../shared/data/train/sun_hays80"]
+    val_folder = "../shared/data/val/cbsd68"
+    steps = 20000
+    [model]                # any HFPIEConfig field overrides the preset
+    attention_window = 32
+
+Relative folders are resolved against the current directory (not the config file), so the same
+config works from the repository root locally and in CI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..models import HFPIEConfig, config_from_preset
+
+__all__ = ["TrainConfig", "load_train_config"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs. Every field can be overridden on the command line."""
+
+    # What to train
+    task: str = "denoise"
+    """One of "denoise", "denoise-real", "deblur", "sr"."""
+    scale: int = 1
+    """Super-resolution factor (sr only)."""
+    preset: str = "small"
+    """Network preset of hfpie.models.PRESETS."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """HFPIEConfig fields that override the preset."""
+    degradation: dict[str, Any] = field(default_factory=dict)
+    """Options of hfpie.training.degradations.make_degradation for the task."""
+
+    # Data
+    train_folders: tuple[str, ...] = ()
+    val_folder: str | None = None
+    val_sigma: int = 25
+    """Noise level of the denoising validation (0..255 units)."""
+    val_max_images: int = 8
+    """Validate on the first N images (sorted) to keep validation cheap; 0 = all."""
+    patch_size: int = 64
+    """Training patch side in output (HR) pixels."""
+    batch_size: int = 16
+    jpeg_downscale: int = 1
+    """Downscale JPEG training sources by this factor at load (2 removes JPEG artefacts for SR)."""
+    num_workers: int = 0
+    overfit_batch: bool = False
+    """Debugging: train on the first batch over and over (the loss must then fall towards zero)."""
+
+    # Optimisation (the paper: Adam, lr 1e-4, x0.99 every 1000 steps)
+    steps: int = 10000
+    learning_rate: float = 1e-4
+    lr_decay: float = 0.99
+    lr_decay_every: int = 1000
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    """Max gradient norm; 0 disables clipping."""
+    ema_decay: float = 0.999
+    """EMA of the weights (exported); 0 disables it."""
+
+    # Losses
+    l1_weight: float = 1.0
+    hpf_weight: float = 0.0
+    """Weight of the high-pass filtering loss; needs hpf_checkpoint."""
+    hpf_checkpoint: str | None = None
+    gms_weight: float = 0.0
+    """Weight of the soft-GMS-masked L1 term (the paper's masking of badly reconstructed regions)."""
+
+    # GAN fine-tuning (perceptual model)
+    gan_weight: float = 0.0
+    """Adversarial weight lambda; > 0 turns on the discriminator."""
+    gan_kind: str = "relativistic"
+    discriminator_learning_rate: float = 1e-4
+    init_weights: str | None = None
+    """Start from these safetensors weights (e.g. the PSNR model before GAN fine-tuning)."""
+
+    # Bookkeeping
+    seed: int = 0
+    val_every: int = 1000
+    checkpoint_every: int = 500
+    log_every: int = 50
+    device: str | None = None
+    """cpu, cuda, ...; default: cuda if available, else cpu."""
+    threads: int | None = None
+    """torch.set_num_threads for CPU training; default: torch's choice."""
+
+    def __post_init__(self) -> None:
+        if self.task not in {"denoise", "denoise-real", "deblur", "sr"}:
+            raise ValueError(f"task must be denoise, denoise-real, deblur or sr, got {self.task!r}")
+        if self.task == "sr" and self.scale < 2:
+            raise ValueError("task 'sr' needs scale >= 2")
+        if self.task != "sr" and self.scale != 1:
+            raise ValueError(f"task {self.task!r} is scale 1; remove scale={self.scale}")
+        if self.patch_size % (self.scale * 4):
+            raise ValueError(f"patch_size must be a multiple of 4 * scale = {4 * self.scale}")
+        if self.hpf_weight > 0 and not self.hpf_checkpoint:
+            raise ValueError("hpf_weight > 0 needs hpf_checkpoint (train one with `hfpie train-hpf`)")
+
+    def network_config(self) -> HFPIEConfig:
+        return config_from_preset(self.preset, scale=self.scale, **self.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown training config keys {sorted(unknown)}; known keys: {sorted(fields)}")
+        converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**converted)
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like key=value (e.g. steps=2000)")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare string
+    return key.strip(), value
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config and apply ``key=value`` overrides.
+
+    Overrides use JSON values (``steps=2000``, ``train_folders=["a","b"]``, ``model.num_features=48``).
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix == ".toml":
+            values = tomllib.loads(text)
+        elif path.suffix in {".yaml", ".yml"}:
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            raise ValueError(f"{path}: configs are .toml or .yaml files")
+    for override in overrides:
+        key, value = _parse_override(override)
+        if "." in key:
+            section, name = key.split(".", 1)
+            values.setdefault(section, {})
+            values[section] = {**values[section], name: value}
+        else:
+            values[key] = value
+    return TrainConfig.from_dict(values)
