@@ -36,10 +36,14 @@ def test_tiled_output_equals_whole_image_output(scale: int, tile: int) -> None:
 def test_run_network_pads_odd_sizes_and_tiles_exactly() -> None:
     network = make_network(2, gain=2.0, attention_window=8)
     image = torch.rand(1, 3, 101, 77)
-    whole = run_network(network, image, tile=10_000)
-    tiled = run_network(network, image, tile=24)
+    whole = run_network(network, image)  # fits in memory: one pass
+    tiled = run_network(network, image, tile=24, halo="exact")
     assert whole.shape == tiled.shape == (1, 3, 202, 154)
     assert (whole - tiled).abs().max() < 1e-4
+    capped = run_network(network, image, tile=24, halo=8)  # a small halo is allowed, not exact
+    assert capped.shape == whole.shape
+    with pytest.raises(ValueError, match="halo must be"):
+        run_network(network, image, halo="large")
 
 
 def test_pad_to_multiple_and_cores() -> None:
