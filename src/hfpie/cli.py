@@ -259,6 +259,52 @@ def eval_command(model: Annotated[str, typer.Argument(help="Model name, .safeten
                         for k, v in summary.items()))
 
 
+@app.command("export-onnx")
+def export_onnx_command(
+        model: Annotated[str, typer.Argument(help="Model name, task name or .safetensors path.")],
+        out: Annotated[Path, typer.Argument(help="The .onnx file to write.")],
+        task: Annotated[Optional[str], typer.Option(help="denoise, deblur or sr (default: sr for models of scale > 1, else denoise).")] = None,
+        scale: Annotated[int, typer.Option(help="SR factor, for a task name as MODEL.")] = 4,
+        opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+        check: Annotated[Optional[bool], typer.Option("--check/--no-check", help="Compare with PyTorch in onnxruntime (default: when onnxruntime is installed).")] = None,
+        overwrite: OverwriteOpt = False) -> None:
+    """Export a model to ONNX (dynamic batch, height and width; height and width multiples of the model's multiple_of)."""
+    import importlib.util
+
+    from .hub import TASKS, load_model
+    from .onnx_export import check_onnx, default_check_sizes, export_onnx
+
+    if out.exists() and not overwrite:
+        raise _fail(f"{out} already exists; pass --overwrite to replace it")
+    if check is None:
+        check = importlib.util.find_spec("onnxruntime") is not None
+    try:
+        if task is None:
+            if model in TASKS:
+                task = model
+            else:
+                task = "sr" if load_model(model, device="cpu").config.scale > 1 else "denoise"
+        if task == "sr" and model not in TASKS:
+            scale = load_model(model, device="cpu").config.scale
+        network = resolve_network(task, scale, None if model in TASKS else model, "cpu")
+        export_onnx(network, out, opset=opset)
+    except (HfpieError, ValueError) as error:
+        raise _fail(str(error)) from None
+    config = network.config
+    typer.echo(f"wrote {out}: input 'image' (N, 3, H, W) float32 in [0, 1], H and W multiples of "
+               f"{config.multiple_of}; output 'output' (N, 3, {config.scale}H, {config.scale}W)")
+    if check:
+        sizes = default_check_sizes(network)
+        try:
+            difference = check_onnx(network, out, sizes=sizes)
+        except ImportError as error:
+            raise _fail(str(error)) from None
+        except HfpieError as error:
+            raise _fail(str(error), code=1) from None
+        typer.echo(f"onnxruntime vs PyTorch max abs diff: {difference:.3g} "
+                   f"(inputs {', '.join(f'{h}x{w}' for h, w in sizes)})")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

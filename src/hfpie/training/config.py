@@ -92,6 +92,8 @@ class TrainConfig:
     val_every: int = 1000
     checkpoint_every: int = 500
     log_every: int = 50
+    tensorboard: bool = True
+    """Also log scalars to RUN/tensorboard when the tensorboard package is installed (skipped if not)."""
     device: str | None = None
     """cpu, cuda, ...; default: cuda if available, else cpu."""
     threads: int | None = None

@@ -177,6 +177,17 @@ def _set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def _tensorboard_writer(config: TrainConfig, run_dir: Path) -> Any:
+    """A SummaryWriter when enabled and the tensorboard package is installed, else None."""
+    if not config.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional: the JSONL log has everything
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
           progress: bool = True, stop_after: int | None = None) -> HFPIENet:
     """Train (or resume) a model; returns the EMA network. ``stop_after`` ends early (for tests)."""
@@ -242,6 +253,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     objective = _build_losses(config, device)
     validation = _validation_pairs(config) if rank == 0 else None
     log_file = (run_dir / "log.jsonl").open("a") if rank == 0 else None
+    board = _tensorboard_writer(config, run_dir) if rank == 0 else None
     end_step = config.steps if stop_after is None else min(config.steps, state.step + stop_after)
     bar = None
     if progress and rank == 0:
@@ -298,6 +310,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                       "compute_time": compute_time / max(steps_in_window, 1), "time": time.time()}
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
+            if board is not None:
+                for name, value in record.items():
+                    if name not in {"step", "time"}:
+                        board.add_scalar(f"train/{name}", value, state.step)
             data_time = compute_time = 0.0
             window_start = time.perf_counter()
         final = state.step == config.steps
@@ -311,6 +327,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             log_file.write(json.dumps({"step": state.step, "val_psnr": scores["psnr"], "val_ssim": scores["ssim"],
                                        "time": time.time()}) + "\n")
             log_file.flush()
+            if board is not None:
+                board.add_scalar("val/psnr", scores["psnr"], state.step)
+                board.add_scalar("val/ssim", scores["ssim"], state.step)
         if rank == 0 and (state.step % config.checkpoint_every == 0 or state.step == end_step):
             payload = {"model": network.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "step": state.step, "best_psnr": state.best_psnr,
@@ -327,6 +346,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         bar.close()
     if log_file is not None:
         log_file.close()
+    if board is not None:
+        board.close()
     result = ema.module if ema is not None else network
     return result.eval()
 
