@@ -56,8 +56,9 @@ def test_download_verifies_and_loads(hub_env: FakeHub, manifest, checkpoint: Pat
     assert any(method == "GET" for method, _ in hub_env.requests)
     network = load_model("denoise", device="cpu")  # the task's default model
     expected = load_network(checkpoint)
-    for name, tensor in expected.state_dict().items():
-        torch.testing.assert_close(network.state_dict()[name], tensor)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.inference_mode():
+        assert (network(x) - expected(x)).abs().max() < 1e-4  # the same weights (inference-optimised)
     assert load_model("toy-denoise", device="cpu") is load_model("toy-denoise", device="cpu")  # cached
 
 

@@ -187,3 +187,21 @@ def test_config_round_trips_through_a_dict_and_rejects_unknown_fields() -> None:
         HFPIEConfig.from_dict({"num_feats": 3})
     with pytest.raises(ValueError, match="scale must be"):
         HFPIEConfig(scale=5)
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_inference_optimizations_keep_the_output(scale: int) -> None:
+    from hfpie.models import optimize_for_inference
+
+    network = make_network(scale, gain=1.5)
+    with torch.no_grad():  # make the edge filters matter
+        for module in network.modules():
+            if isinstance(module, EdgeFilterBank):
+                module.project.weight.mul_(5.0)
+    optimized = optimize_for_inference(network)
+    assert not any(isinstance(m, EdgeFilterBank) for m in optimized.modules())
+    assert any(isinstance(m, EdgeFilterBank) for m in network.modules()), "the original is untouched"
+    x = torch.rand(2, 3, 24, 20)
+    with torch.inference_mode():
+        expected, actual = network(x), optimized(x.contiguous(memory_format=torch.channels_last))
+    assert (expected - actual).abs().max() < 1e-4

@@ -288,11 +288,12 @@ def export_onnx_command(
             scale = load_model(model, device="cpu").config.scale
         network = resolve_network(task, scale, None if model in TASKS else model, "cpu")
         export_onnx(network, out, opset=opset)
-    except (HfpieError, ValueError) as error:
+    except (HfpieError, ValueError, ImportError) as error:
         raise _fail(str(error)) from None
     config = network.config
+    factor = "" if config.scale == 1 else str(config.scale)
     typer.echo(f"wrote {out}: input 'image' (N, 3, H, W) float32 in [0, 1], H and W multiples of "
-               f"{config.multiple_of}; output 'output' (N, 3, {config.scale}H, {config.scale}W)")
+               f"{config.multiple_of}; output 'output' (N, 3, {factor}H, {factor}W), not clamped")
     if check:
         sizes = default_check_sizes(network)
         try:

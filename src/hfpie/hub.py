@@ -30,7 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .errors import ModelNotFoundError, NoPretrainedWeightsError, WeightsIntegrityError
-from .models import HFPIEConfig, HFPIENet
+from .models import HFPIEConfig, HFPIENet, optimize_for_inference
 
 __all__ = [
     "TASKS",
@@ -279,7 +279,9 @@ def load_model(
         device: ``"cpu"``, ``"cuda"``, ``"mps"``... (default: the best available).
         dtype: parameter dtype (float32; inference in half precision uses autocast instead).
 
-    Thread-safe: concurrent calls build each model once. Do not modify the returned module.
+    The network is optimised for inference (:func:`hfpie.models.optimize_for_inference`: edge
+    filters folded, channels-last). Thread-safe: concurrent calls build each model once. Do not
+    modify the returned module.
     """
     from .api import default_device  # local import: api imports this module
 
@@ -296,7 +298,8 @@ def load_model(
         else:
             entry = find_entry(str(name_or_task), scale)
             network = load_network(download_weights(entry), entry.config or None)
-        network = network.to(device=device, dtype=dtype).eval()
-        network.requires_grad_(False)
+        network = optimize_for_inference(
+            network.to(device=device, dtype=dtype), channels_last=device.type in {"cpu", "cuda"}
+        )
         _CACHE[key] = network
         return network

@@ -8,9 +8,10 @@ pad first (e.g. reflect-pad the bottom and right edges and crop the output, as
 :func:`hfpie.tiling.pad_to_multiple` does). The graph does not clamp its output to [0, 1]; do it
 after running it, as :func:`hfpie.api.run_network` does.
 
-The legacy TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) is used: it needs no extra
-package to export and handles the network's shape-dependent pooling exactly. Running the check needs
-``onnxruntime`` (``pip install "hfpie[onnx]"``).
+The legacy TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) is used: unlike the
+dynamo exporter it does not need ``onnxscript``, and it handles the network's shape-dependent pooling
+exactly. Exporting needs the ``onnx`` package, the check needs ``onnxruntime``: ``pip install
+"hfpie[onnx]"`` installs both.
 
     >>> from hfpie import load_model                                  # doctest: +SKIP
     >>> from hfpie.onnx_export import check_onnx, export_onnx          # doctest: +SKIP
@@ -22,6 +23,7 @@ package to export and handles the network's shape-dependent pooling exactly. Run
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from collections.abc import Iterable
@@ -80,12 +82,17 @@ def export_onnx(network: HFPIENet, path: str | os.PathLike[str], *, opset: int =
     Returns:
         The path written.
 
+    Raises:
+        ImportError: the ``onnx`` package is not installed.
+
     The graph's input ``"image"`` is ``(batch, in_channels, height, width)`` float32 with height and
     width multiples of ``network.config.multiple_of``; the output ``"output"`` is
     ``(batch, out_channels, height * scale, width * scale)``, not clamped.
     """
     if not isinstance(network, HFPIENet):
         raise TypeError(f"export_onnx needs an HFPIENet, got {type(network).__name__}")
+    if importlib.util.find_spec("onnx") is None:
+        raise ImportError('exporting to ONNX needs the onnx package: pip install onnx (or pip install "hfpie[onnx]")')
     if opset < 13:
         raise ValueError(f"opset must be 13 or newer (17 is the default), got {opset}")
     parameter = next(network.parameters())

@@ -1,6 +1,7 @@
 """The HFPIE network and its building blocks."""
 
 from .layers import RCAB, ChannelAttention, EdgeFilterBank, FeatureAttention, edge_filters, local_average
+from .inference import optimize_for_inference
 from .network import PRESETS, HFPIEConfig, HFPIENet, config_from_preset
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "config_from_preset",
     "edge_filters",
     "local_average",
+    "optimize_for_inference",
 ]

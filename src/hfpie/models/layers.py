@@ -225,6 +225,17 @@ class EdgeFilterBank(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(self.filters(x))
 
+    @torch.no_grad()
+    def folded(self) -> nn.Conv2d:
+        """One ``in_channels -> num_features`` convolution equal to filters-then-projection (both linear)."""
+        kernel = self.filters.kernel_size[0]
+        depthwise = self.filters.weight.reshape(self.in_channels, self.num_filters, kernel, kernel)
+        projection = self.project.weight[:, :, 0, 0].reshape(-1, self.in_channels, self.num_filters)
+        conv = nn.Conv2d(self.in_channels, projection.shape[0], kernel, padding=kernel // 2)
+        conv.weight.copy_(torch.einsum("fck,ckhw->fchw", projection, depthwise))
+        conv.bias.copy_(self.project.bias)
+        return conv.to(self.project.weight.device)
+
 
 class Downsample(nn.Sequential):
     """``steps`` strided 3x3 convolutions, each halving the resolution."""
