@@ -111,6 +111,7 @@ def export_onnx(network: HFPIENet, path: str | os.PathLike[str], *, opset: int =
             # the legacy exporter is chosen on purpose (see the module docstring).
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
             torch.onnx.export(
                 network,
                 (example,),

@@ -17,14 +17,6 @@ from hfpie.training.gan import (
 TINY = DiscriminatorConfig(num_features=8, num_layers=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: tiny convolutions are much slower with several threads on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make_setup(seed: int = 0):
     torch.manual_seed(seed)

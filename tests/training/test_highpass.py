@@ -26,14 +26,6 @@ from hfpie.training.highpass import (
 SMALL = HighPassNetConfig(widths=(16, 16), kernel_size=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: tiny convolutions are much slower with several threads on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make_synthetic_images(count: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     """Smooth colour gradients plus one random straight step edge per image, in [0, 1]."""

@@ -32,14 +32,6 @@ from hfpie.training.losses import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: tiny convolutions are much slower with several threads on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make_step_edge(size: int = 24, column: int = 12, low: float = 0.2, high: float = 0.8) -> torch.Tensor:
     """An RGB image with a vertical step edge between columns ``column - 1`` and ``column``."""
