@@ -94,7 +94,7 @@ def load_manifest() -> dict[str, ModelEntry]:
 
 
 def list_models() -> list[ModelEntry]:
-    """The checkpoints of the manifest, sorted by task then name."""
+    """The checkpoints of the manifest, sorted by task then name (task "hpf" is the training loss network)."""
     return sorted(load_manifest().values(), key=lambda entry: (entry.task, entry.scale, entry.name))
 
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Run an hfpie model on a folder of 8-bit images, with the peer runners' calling convention.
+
+usage: hfpie_runner.py INPUT_FOLDER OUTPUT_FOLDER --model NAME_OR_PATH --task {denoise,deblur,sr,denoise-real}
+                       [--scale 4] [--tile N] [--timings T.json]
+
+Each image goes through :func:`hfpie.api.run_network` on the CPU in float32 (pad to the network's
+multiple, whole image when it fits in memory, else tiles with the default halo), exactly as
+``hfpie eval`` does; the output is rounded and clipped to uint8. Only that call is timed; the
+model is loaded and warmed up first. torch keeps its default number of threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+import runner_common as io
+from hfpie.api import run_network
+from hfpie.hub import load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--model", required=True, help="model name, task name or .safetensors path")
+    parser.add_argument("--task", required=True, choices=["denoise", "deblur", "sr", "denoise-real"])
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--tile", type=int, default=None)
+    parser.add_argument("--timings", default=None)
+    args = parser.parse_args()
+    pairs = io.io_pairs(args.input, args.output)
+    expected = args.scale if args.task == "sr" else 1
+    network = load_model(args.model, scale=expected if args.model == "sr" else None, device="cpu")
+    if network.config.scale != expected:
+        raise SystemExit(f"model {args.model} has scale {network.config.scale}; task {args.task} needs {expected}")
+    side = max(2 * network.config.alignment, 32)
+    run_network(network, torch.rand(1, 3, side, side), device="cpu", half=False)  # warm-up
+    timings = io.Timings(f"hfpie {args.model}", args.timings)
+    for source, target in pairs:
+        pixels = io.read_u8(source)
+        x = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
+        start = time.perf_counter()
+        y = run_network(network, x, device="cpu", half=False, tile=args.tile)
+        seconds = time.perf_counter() - start
+        output = y[0].permute(1, 2, 0).numpy()
+        io.write_u8(target, io.to_u8(output))
+        timings.add(source, seconds, output.shape)
+    timings.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
