@@ -86,6 +86,8 @@ class TrainConfig:
     discriminator_learning_rate: float = 1e-4
     init_weights: str | None = None
     """Start from these safetensors weights (e.g. the PSNR model before GAN fine-tuning)."""
+    init_strict: bool = True
+    """With False, copy only the init tensors whose name and shape match (e.g. an x4 body into an x2 model)."""
 
     # Bookkeeping
     seed: int = 0
@@ -98,6 +100,8 @@ class TrainConfig:
     """cpu, cuda, ...; default: cuda if available, else cpu."""
     threads: int | None = None
     """torch.set_num_threads for CPU training; default: torch's choice."""
+    time_limit_s: float | None = None
+    """Stop after this many seconds of training (validate, checkpoint and export final weights first)."""
 
     def __post_init__(self) -> None:
         if self.task not in {"denoise", "denoise-real", "deblur", "sr"}:

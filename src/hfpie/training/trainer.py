@@ -128,6 +128,20 @@ def evaluate(network: HFPIENet, pairs: ImageFolderPairs, *, crop_border: int = 0
     return {"psnr": float(np.mean(scores_psnr)), "ssim": float(np.mean(scores_ssim)), "images": len(scores_psnr)}
 
 
+def _load_init_weights(network: HFPIENet, path: str, *, strict: bool) -> None:
+    """Copy the weights of ``path`` into ``network``; non-strict copies the tensors whose name and shape match."""
+    source = load_network(path).state_dict()
+    if strict:
+        network.load_state_dict(source, strict=True)
+        return
+    target = network.state_dict()
+    matching = {name: value for name, value in source.items()
+                if name in target and target[name].shape == value.shape}
+    if not matching:
+        raise ValueError(f"{path}: no tensor matches the network's names and shapes; is it an hfpie model?")
+    network.load_state_dict(matching, strict=False)
+
+
 def _validation_pairs(config: TrainConfig) -> ImageFolderPairs | None:
     if not config.val_folder:
         return None
@@ -204,7 +218,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
 
     network = HFPIENet(config.network_config())
     if config.init_weights:
-        network.load_state_dict(load_network(config.init_weights).state_dict(), strict=True)
+        _load_init_weights(network, config.init_weights, strict=config.init_strict)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     network.to(device)
     ema = torch.optim.swa_utils.AveragedModel(
         network, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay)
@@ -262,6 +278,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         bar = tqdm(total=config.steps, initial=state.step, unit="step", dynamic_ncols=True)
 
     data_time = compute_time = 0.0
+    train_start = time.perf_counter()
     window_start = time.perf_counter()
     tick = time.perf_counter()
     for degraded, clean in loader:
@@ -316,7 +333,12 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
                         board.add_scalar(f"train/{name}", value, state.step)
             data_time = compute_time = 0.0
             window_start = time.perf_counter()
-        final = state.step == config.steps
+        out_of_time = config.time_limit_s is not None and time.perf_counter() - train_start >= config.time_limit_s
+        if world_size > 1:  # every rank stops at the same step
+            flag = torch.tensor([float(out_of_time)], device=device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        final = state.step == config.steps or out_of_time
         evaluated = ema.module if ema is not None else network
         if validation is not None and (state.step % config.val_every == 0 or final):
             scores = evaluate(evaluated, validation, crop_border=config.scale if config.task == "sr" else 0,
@@ -330,7 +352,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             if board is not None:
                 board.add_scalar("val/psnr", scores["psnr"], state.step)
                 board.add_scalar("val/ssim", scores["ssim"], state.step)
-        if rank == 0 and (state.step % config.checkpoint_every == 0 or state.step == end_step):
+        if rank == 0 and (state.step % config.checkpoint_every == 0 or state.step == end_step or final):
             payload = {"model": network.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "step": state.step, "best_psnr": state.best_psnr,
                        "rng": _rng_states(), "config": config.to_dict()}
@@ -342,6 +364,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             _atomic_torch_save(payload, checkpoint_path)
         if final and rank == 0:
             export_weights(evaluated, run_dir / "final.safetensors", {"step": str(state.step), "task": config.task})
+        if out_of_time:
+            break
     if bar is not None:
         bar.close()
     if log_file is not None:
