@@ -405,3 +405,30 @@ def test_protocol_bicubic_lr_equals_reference(image_u8: np.ndarray, scale: int) 
 def test_all_is_sorted_and_complete() -> None:
     assert deg.__all__ == sorted(deg.__all__)
     assert all(hasattr(deg, name) for name in deg.__all__)
+
+
+def test_random_motion_kernel_is_a_normalised_path_of_the_drawn_length():
+    from hfpie.training.degradations import random_motion_kernel
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        kernel = random_motion_kernel(rng, size=25, length_range=(10.0, 12.0))
+        assert kernel.shape == (25, 25) and kernel.min() >= 0
+        assert abs(kernel.sum() - 1.0) < 1e-9
+        rows, cols = np.nonzero(kernel > kernel.max() * 0.05)
+        extent = max(np.ptp(rows), np.ptp(cols))
+        assert 8 <= extent <= 16, extent  # the path's extent (plus a pixel or two of thickening)
+    with pytest.raises(ValueError, match="odd"):
+        random_motion_kernel(rng, size=24)
+
+
+def test_deblur_degradation_mixes_motion_kernels_when_asked():
+    from hfpie.training.degradations import make_degradation
+
+    clean = np.zeros((48, 48, 3), np.float32)
+    clean[24, 24] = 1.0  # a point: the output shows the kernel
+    gaussian = make_degradation("deblur", noise_sigma_range=(0.0, 0.0))
+    motion = make_degradation("deblur", noise_sigma_range=(0.0, 0.0), motion_probability=1.0)
+    assert gaussian(clean, np.random.default_rng(0)).shape == motion(clean, np.random.default_rng(0)).shape
+    with pytest.raises(ValueError):
+        make_degradation("deblur", motion_probability=1.5)

@@ -58,6 +58,7 @@ __all__ = [
     "random_downscale",
     "random_gaussian_noise",
     "random_jpeg",
+    "random_motion_kernel",
     "random_real_noise",
 ]
 
@@ -395,6 +396,63 @@ def random_blur_kernel(
     return gaussian_kernel(size, sigma_x, sigma_y, angle)
 
 
+def random_motion_kernel(
+    rng: np.random.Generator,
+    *,
+    size: int = 25,
+    length_range: tuple[float, float] = (4.0, 20.0),
+    points: int = 64,
+) -> np.ndarray:
+    """Draw a camera-shake blur kernel: a smooth random 2-D trajectory rasterised on a grid.
+
+    The trajectory is a random walk with momentum (velocity changes by Gaussian accelerations, with
+    a random mix of straight and curved paths), scaled so that its largest extent is a length drawn
+    from ``length_range``, centred on its centroid and splatted bilinearly onto a ``size x size``
+    grid (points that would fall outside are dropped), then thickened by a Gaussian of sigma
+    0.3-1 pixel.
+
+    Args:
+        rng: Generator.
+        size: Odd kernel side in pixels.
+        length_range: ``(low, high)`` extent of the trajectory in pixels; ``high < size``.
+        points: Samples along the trajectory.
+
+    Returns:
+        ``(size, size)`` float64 kernel summing to 1.
+    """
+    if size < 3 or size % 2 == 0:
+        raise ValueError(f"size must be an odd integer >= 3, got {size!r}")
+    low, high = _check_range("length_range", length_range, 0.0, size - 1)
+    length = float(rng.uniform(low, high))
+    curviness = float(rng.uniform(0.0, 1.0))
+    angle = float(rng.uniform(0.0, 2 * math.pi))
+    velocity = np.array([math.cos(angle), math.sin(angle)])
+    position = np.zeros(2)
+    trajectory = np.empty((points, 2))
+    for i in range(points):
+        trajectory[i] = position
+        velocity = velocity + curviness * rng.standard_normal(2) * 0.5
+        velocity /= max(np.linalg.norm(velocity), 1e-8)
+        position = position + velocity
+    trajectory -= trajectory.mean(axis=0)
+    extent = float(np.max(np.ptp(trajectory, axis=0)))
+    trajectory *= length / max(extent, 1e-8)
+    kernel = np.zeros((size, size))
+    centre = size // 2
+    for y, x in trajectory[:, ::-1] + centre:
+        top, left = int(math.floor(y)), int(math.floor(x))
+        fy, fx = y - top, x - left
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                if 0 <= top + dy < size and 0 <= left + dx < size:
+                    kernel[top + dy, left + dx] += wy * wx
+    if kernel.sum() <= 0:  # pragma: no cover - the centred trajectory always lands on the grid
+        kernel[centre, centre] = 1.0
+    thickness = float(rng.uniform(0.3, 1.0))  # exposure jitter / optics: a slightly thick path
+    kernel = cv2.GaussianBlur(kernel, (0, 0), thickness, borderType=cv2.BORDER_CONSTANT)
+    return kernel / kernel.sum()
+
+
 # --------------------------------------------------------------------------------------------------
 # JPEG
 # --------------------------------------------------------------------------------------------------
@@ -697,9 +755,14 @@ class DeblurDegradation:
     noise_sigma_range: tuple[float, float] = (0.0, 3.0)
     jpeg_probability: float = 0.0
     jpeg_quality_range: tuple[int, int] = (60, 95)
+    motion_probability: float = 0.0
+    """Probability of a camera-shake kernel (:func:`random_motion_kernel`) instead of a Gaussian one."""
+    motion_length_range: tuple[float, float] = (4.0, 20.0)
 
     def __post_init__(self) -> None:
         _check_range("kernel_size_range", self.kernel_size_range, 1, math.inf)
+        _check_probability("motion_probability", self.motion_probability)
+        _check_range("motion_length_range", self.motion_length_range, 0.0, 24.0)
         _check_range("kernel_sigma_range", self.kernel_sigma_range, 1e-12, math.inf)
         _check_probability("isotropic_probability", self.isotropic_probability)
         _check_range("noise_sigma_range", self.noise_sigma_range, 0.0, math.inf)
@@ -713,12 +776,15 @@ class DeblurDegradation:
 
     def __call__(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Return the blurred, noisy ``(H, W, C)`` float32 image on the 8-bit grid."""
-        kernel = random_blur_kernel(
-            rng,
-            size_range=self.kernel_size_range,
-            sigma_range=self.kernel_sigma_range,
-            isotropic_probability=self.isotropic_probability,
-        )
+        if self.motion_probability > 0 and rng.random() < self.motion_probability:
+            kernel = random_motion_kernel(rng, length_range=self.motion_length_range)
+        else:
+            kernel = random_blur_kernel(
+                rng,
+                size_range=self.kernel_size_range,
+                sigma_range=self.kernel_sigma_range,
+                isotropic_probability=self.isotropic_probability,
+            )
         degraded = add_blur(clean, kernel)
         degraded = random_gaussian_noise(degraded, rng, sigma_range=self.noise_sigma_range, quantize=False)
         if rng.random() < self.jpeg_probability:
