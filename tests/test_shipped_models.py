@@ -1,0 +1,61 @@
+"""The bundled pretrained models do their job on a small image (no Hub, no ../shared data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hfpie import enhance, hub
+
+ROOT = Path(__file__).resolve().parents[1]
+CLEAN = np.asarray(Image.open(ROOT / "examples" / "clean.png").convert("RGB"))[:96, :128]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def _shipped(name: str) -> None:
+    if name not in hub.load_manifest():
+        pytest.skip(f"{name} is not shipped in this build")
+
+
+def test_denoise_removes_gaussian_noise() -> None:
+    _shipped("denoise")
+    noisy = np.clip(np.round(CLEAN + np.random.default_rng(0).normal(0, 25, CLEAN.shape)), 0, 255).astype(np.uint8)
+    restored = enhance(noisy, task="denoise")
+    assert restored.dtype == np.uint8 and restored.shape == noisy.shape
+    assert _psnr(restored, CLEAN) > _psnr(noisy, CLEAN) + 5.0
+
+
+def test_deblur_sharpens_a_gaussian_blur() -> None:
+    _shipped("deblur")
+    import cv2
+
+    blurry = cv2.GaussianBlur(CLEAN, (0, 0), 1.6, borderType=cv2.BORDER_REFLECT)
+    assert _psnr(enhance(blurry, task="deblur"), CLEAN) > _psnr(blurry, CLEAN) + 0.5
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_super_resolution_beats_bicubic(scale: int) -> None:
+    _shipped(f"sr-x{scale}")
+    low = np.asarray(Image.fromarray(CLEAN).resize((128 // scale, 96 // scale), Image.BICUBIC))
+    bicubic = np.asarray(Image.fromarray(low).resize((128, 96), Image.BICUBIC))
+    output = enhance(low, task="sr", scale=scale)
+    assert output.shape == CLEAN.shape
+    assert _psnr(output, CLEAN) > _psnr(bicubic, CLEAN) + 0.3
+
+
+def test_every_task_default_is_shipped_and_extras_are_not_defaults() -> None:
+    entries = hub.load_manifest()
+    if not entries:
+        pytest.skip("no weights shipped in this build")
+    defaults = {(e.task, e.scale) for e in entries.values() if e.default}
+    assert {("denoise", 1), ("deblur", 1), ("sr", 2), ("sr", 4)} <= defaults
+    assert not entries["sr-x4-gan"].default and not entries["denoise-real"].default
+    for entry in entries.values():  # provenance travels with every checkpoint
+        assert entry.training_data and entry.extra["training_command"] and entry.extra["steps"], entry.name
