@@ -106,3 +106,46 @@ def test_progress_reaches_the_total() -> None:
     tiled_forward(lambda x: x, torch.rand(1, 3, 40, 40), TileSpec(), tile=16, progress=lambda d, t: seen.append((d, t)))
     assert len(seen) == 9 and seen[-1] == (1600, 1600)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_batched_tiles_equal_one_tile_at_a_time(scale: int) -> None:
+    network = make_network(scale, gain=2.0, attention_window=8)
+    spec = _spec(network, network.config.receptive_radius())
+    image = torch.rand(2, 3, 136, 100)  # two images: each batched window keeps its own rows
+    shapes = []
+
+    def counting(x: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(x.shape))
+        return network(x)
+
+    single = tiled_forward(network, image, spec, tile=16)
+    batched = tiled_forward(counting, image, spec, tile=16, batch=4)
+    assert (batched - single).abs().max() < 1e-4
+    assert max(shape[0] for shape in shapes) == 8  # 4 tiles x 2 images in one pass
+    assert len(shapes) < len(tile_cores(136, 100, 16))
+    with pytest.raises(ValueError, match="batch must be"):
+        tiled_forward(network, image, spec, tile=16, batch=0)
+
+
+def test_out_of_memory_halves_the_batch_before_the_tile() -> None:
+    batches = []
+
+    def small_memory(x: torch.Tensor) -> torch.Tensor:
+        batches.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x
+
+    image = torch.rand(1, 3, 64, 64)
+    output = tiled_forward(small_memory, image, TileSpec(), tile=16, batch=8)
+    torch.testing.assert_close(output, image)
+    assert batches[:3] == [8, 4, 2] and max(batches[3:]) <= 2  # no halo: 16 equal windows; halved twice
+
+
+def test_run_network_batches_tiles_on_request() -> None:
+    network = make_network(2, gain=2.0, attention_window=8)
+    image = torch.rand(1, 3, 101, 77)
+    one = run_network(network, image, tile=24, halo="exact")
+    many = run_network(network, image, tile=24, halo="exact", batch=6)
+    assert (one - many).abs().max() < 1e-4

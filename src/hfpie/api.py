@@ -69,6 +69,14 @@ def suggest_tile_size(network: HFPIENet, device: torch.device, *, half: bool, ha
     return max(side // alignment * alignment, 4 * alignment, 64)
 
 
+def suggest_tile_batch(network: HFPIENet, device: torch.device, *, half: bool, window: int) -> int:
+    """Tiles of side ``window`` to run at once: what fits the CUDA memory budget (<= 16); 1 elsewhere."""
+    if device.type != "cuda":
+        return 1
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(1, min(16, 0.6 * free // (_bytes_per_pixel(network, half) * window * window))))
+
+
 def run_network(
     network: HFPIENet,
     image: torch.Tensor,
@@ -78,6 +86,7 @@ def run_network(
     halo: int | str | None = None,
     half: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
+    batch: int | None = None,
 ) -> torch.Tensor:
     """Run ``network`` on an (N, C, H, W) float image in [0, 1] of any size; output on the CPU.
 
@@ -89,6 +98,10 @@ def run_network(
     multi-scale presets. ``None`` (the default) caps it at :data:`DEFAULT_MAX_HALO`; the remaining
     difference is measured for the shipped models in docs/benchmarks.md. An int sets it directly.
     Images that fit in memory run whole and are exact either way.
+
+    Batch: tiles of one shape run this many at a time. ``None`` picks as many as fit in the memory
+    budget on CUDA (at most 16; batched tiles keep a GPU busy) and 1 on the CPU, where batching
+    does not pay (measured in docs/speed.md).
     """
     config = network.config
     device = torch.device(device) if device is not None else next(network.parameters()).device
@@ -105,7 +118,10 @@ def run_network(
         tile = suggest_tile_size(network, device, half=half, halo=halo)
         if padded.shape[-2] * padded.shape[-1] <= (tile + 2 * halo) ** 2:
             tile = max(padded.shape[-2:])  # the whole image fits in memory: no tiling, exact
-    output = tiled_forward(network, padded, spec, tile=tile, device=device, half=half, progress=progress)
+    if batch is None:
+        batch = suggest_tile_batch(network, device, half=half, window=tile + 2 * halo)
+    output = tiled_forward(network, padded, spec, tile=tile, device=device, half=half, progress=progress,
+                           batch=batch)
     return output[..., : height * config.scale, : width * config.scale].clamp_(0.0, 1.0)
 
 
@@ -237,6 +253,7 @@ def enhance(
     progress: bool | Callable[[int, int], None] = False,
     *,
     halo: int | str | None = None,
+    tile_batch: int | None = None,
 ) -> Any:
     """Denoise, deblur or super-resolve an image.
 
@@ -254,6 +271,7 @@ def enhance(
         progress: show a progress bar over tiles, or a callback ``f(done_pixels, total_pixels)``.
         halo: context around each tile: ``"exact"`` (the receptive radius: tiles give exactly the
             whole-image result), pixels, or None for the default cap (see :func:`run_network`).
+        tile_batch: tiles run at once; default: as many as fit on CUDA, 1 on the CPU.
 
     Returns:
         The same type as ``image`` (a PIL image for a path), same dtype and value range; ``sr``
@@ -265,7 +283,8 @@ def enhance(
         >>> clean.save("clean.png")                         # doctest: +SKIP
     """
     network = resolve_network(task, scale, model, device)
-    options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress))
+    options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress),
+                   batch=tile_batch)
     if isinstance(image, (str, os.PathLike)):
         return _file_to_pil(enhance_image_file(read_image(image), network, **options))
     if isinstance(image, Image.Image):

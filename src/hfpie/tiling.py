@@ -99,6 +99,7 @@ def tiled_forward(
     half: bool = False,
     min_tile: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    batch: int = 1,
 ) -> torch.Tensor:
     """Run ``model`` over ``image`` tile by tile and stitch the output cores.
 
@@ -109,10 +110,13 @@ def tiled_forward(
         spec: scale, multiple_of, alignment and halo of the model.
         tile: core side in input pixels (rounded up to ``spec.alignment``); None runs the whole image
             at once.
-        device: where the model runs; tiles are copied there one at a time.
+        device: where the model runs; windows are copied there one batch at a time.
         half: float16 autocast with float32 fallback for non-finite tiles.
         min_tile: smallest core side tried after out-of-memory errors before giving up.
         progress: called as ``progress(done_pixels, total_pixels)`` after each core.
+        batch: run up to this many tiles of the same window shape in one forward pass (the interior
+            tiles of an image all share one shape). Out-of-memory errors halve the batch before
+            they shrink the tiles. On CUDA the image is pinned once so that window copies overlap.
 
     Returns:
         (N, C', H * scale, W * scale) float32 tensor on the CPU.
@@ -134,38 +138,62 @@ def tiled_forward(
     current_tile = max(height, width) if tile is None else _round_up(max(tile, 1), spec.alignment)
     min_tile = _round_up(min_tile, spec.alignment)
 
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1 tile, got {batch}")
+    if device.type == "cuda" and not image.is_pinned():
+        image = image.pin_memory()  # lets the non_blocking window copies run asynchronously
+
+    def window_of(core: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        top, bottom, left, right = core
+        return max(top - halo, 0), min(bottom + halo, height), max(left - halo, 0), min(right + halo, width)
+
+    def shape_of(core: tuple[int, int, int, int]) -> tuple[int, int]:
+        read_top, read_bottom, read_left, read_right = window_of(core)
+        return read_bottom - read_top, read_right - read_left
+
     pending = tile_cores(height, width, current_tile)
     while pending:
-        top, bottom, left, right = pending.pop(0)
-        read_top, read_left = max(top - halo, 0), max(left - halo, 0)
-        read_bottom, read_right = min(bottom + halo, height), min(right + halo, width)
+        group = [pending.pop(0)]
+        while pending and len(group) < batch and shape_of(pending[0]) == shape_of(group[0]):
+            group.append(pending.pop(0))
+        windows = [window_of(core) for core in group]
         try:
-            window = image[..., read_top:read_bottom, read_left:read_right].to(device, non_blocking=True)
-            result = forward_tile(model, window, half=half)
+            stacked = torch.cat([image[..., rt:rb, rl:rr] for rt, rb, rl, rr in windows])
+            result = forward_tile(model, stacked.to(device, non_blocking=True), half=half)
         except RuntimeError as error:
-            side = max(bottom - top, right - left)
-            if not _is_out_of_memory(error) or side <= min_tile:
+            if not _is_out_of_memory(error):
                 raise
             del error
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+            if len(group) > 1:  # fewer tiles at once before smaller tiles
+                batch = max(1, len(group) // 2)
+                pending = group + pending
+                continue
+            top, bottom, left, right = group[0]
+            side = max(bottom - top, right - left)
+            if side <= min_tile:
+                raise
             current_tile = max(_round_up(math.ceil(side / 2), spec.alignment), min_tile)
             # Split this core in four; later cores take the smaller size too.
-            pending = [core for old in [(top, bottom, left, right), *pending] for core in _split(old, current_tile)]
+            pending = [core for old in [group[0], *pending] for core in _split(old, current_tile)]
             continue
         if output is None:
             output = torch.empty(
                 (image.shape[0], result.shape[1], height * scale, width * scale), dtype=torch.float32
             )
-        core = result[
-            ...,
-            (top - read_top) * scale : (bottom - read_top) * scale,
-            (left - read_left) * scale : (right - read_left) * scale,
-        ]
-        output[..., top * scale : bottom * scale, left * scale : right * scale] = core.to("cpu", torch.float32)
-        done += (bottom - top) * (right - left)
-        if progress is not None:
-            progress(done, total)
+        count = image.shape[0]
+        for index, ((top, bottom, left, right), (read_top, _, read_left, _)) in enumerate(zip(group, windows)):
+            core = result[
+                index * count : (index + 1) * count,
+                :,
+                (top - read_top) * scale : (bottom - read_top) * scale,
+                (left - read_left) * scale : (right - read_left) * scale,
+            ]
+            output[..., top * scale : bottom * scale, left * scale : right * scale] = core.to("cpu", torch.float32)
+            done += (bottom - top) * (right - left)
+            if progress is not None:
+                progress(done, total)
     assert output is not None
     return output
 
