@@ -68,8 +68,8 @@ def perceptual(limit: int = 0) -> dict:
     return results
 
 
-def motion(limit: int = 0) -> dict:
-    """deblur on motion kernels vs the input and Wiener with the true kernel."""
+def motion(limit: int = 0, model: str | None = None) -> dict:
+    """deblur (or ``model``) on motion kernels vs the input and Wiener with the true kernel."""
     from skimage.restoration import wiener
 
     kernels = np.load(DATA / "blur_kernels" / "Levin09_kernels.npz")
@@ -84,7 +84,7 @@ def motion(limit: int = 0) -> dict:
         blurred = np.stack([ndimage.convolve(clean[..., c].astype(np.float64), kernel, mode="reflect")
                             for c in range(3)], axis=-1)
         degraded = np.clip(np.round(blurred + 2.0 * rng.standard_normal(blurred.shape)), 0, 255).astype(np.uint8)
-        restored = enhance(degraded, task="deblur")
+        restored = enhance(degraded, task="deblur", model=model)
         wiener_out = np.stack([wiener(degraded[..., c] / 255.0, kernel, balance=0.01, clip=True)
                                for c in range(3)], axis=-1)
         scores["input"].append(psnr(degraded, clean))
@@ -148,11 +148,15 @@ def main() -> None:
     parser.add_argument("--figures", type=Path, default=None, help="folder for the crop figures")
     parser.add_argument("--limit", type=int, default=0, help="first N images of each set (0: all)")
     parser.add_argument("--only", nargs="*", default=["perceptual", "motion", "clean"])
+    parser.add_argument("--deblur-model", default=None, help="model name or path for the motion part")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     results = {}
     for part in args.only:
-        results[part] = {"perceptual": perceptual, "motion": motion, "clean": clean}[part](args.limit)
+        if part == "motion":
+            results[part] = motion(args.limit, args.deblur_model)
+        else:
+            results[part] = {"perceptual": perceptual, "clean": clean}[part](args.limit)
         print(part, json.dumps(results[part], indent=1), flush=True)
     if args.figures:
         results["figures"] = figures(args.figures)

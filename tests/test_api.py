@@ -13,6 +13,7 @@ from PIL import Image
 import hfpie
 from conftest import make_identity, make_network
 from hfpie import NoPretrainedWeightsError, UnsupportedImageError, enhance
+from hfpie.api import run_network
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,18 @@ def test_enhance_is_thread_safe() -> None:
         thread.join()
     for index in range(8):
         np.testing.assert_allclose(results[index], expected[index % 4], atol=1e-4)
+
+
+def test_heap_reuse_is_scoped_and_can_be_switched_off(monkeypatch) -> None:
+    from hfpie import cpu_memory
+
+    network = make_network(1, gain=2.0)
+    image = torch.rand(1, 3, 40, 40)
+    with cpu_memory.heap_reuse() as active:
+        inside = run_network(network, image)  # nested use is fine
+        assert cpu_memory._active == (1 if active else 0)
+    assert cpu_memory._active == 0
+    monkeypatch.setenv("HFPIE_HEAP_REUSE", "0")
+    with cpu_memory.heap_reuse() as active:
+        assert active is False
+    assert torch.equal(run_network(network, image), inside)  # same numbers with and without it

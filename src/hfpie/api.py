@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .cpu_memory import heap_reuse
 from .errors import UnsupportedImageError
 from .hub import TASKS, load_model
 from .io import ImageFile, image_file_from_pil, read_image
@@ -120,8 +122,9 @@ def run_network(
             tile = max(padded.shape[-2:])  # the whole image fits in memory: no tiling, exact
     if batch is None:
         batch = suggest_tile_batch(network, device, half=half, window=tile + 2 * halo)
-    output = tiled_forward(network, padded, spec, tile=tile, device=device, half=half, progress=progress,
-                           batch=batch)
+    with heap_reuse() if device.type == "cpu" else nullcontext():
+        output = tiled_forward(network, padded, spec, tile=tile, device=device, half=half, progress=progress,
+                               batch=batch)
     return output[..., : height * config.scale, : width * config.scale].clamp_(0.0, 1.0)
 
 

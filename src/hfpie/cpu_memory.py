@@ -1,0 +1,69 @@
+"""Faster CPU inference on Linux: keep freed feature maps in the heap while a call runs.
+
+glibc serves every allocation above its mmap threshold (at most 32 MB by default) with a fresh
+``mmap``, and returns it to the system on ``free``. A 32-channel float32 feature map of a
+0.25-megapixel image is already 32 MB, so for larger images every layer of the network page-faults a
+new buffer in, and the cost per pixel grows with the image (measured in docs/speed.md). While
+:func:`heap_reuse` is active, allocations below 1 GB come from the heap and freed ones are reused;
+on exit the settings go back to glibc's defaults and ``malloc_trim`` hands the memory back, so the
+process does not keep it. Other C libraries (macOS, musl) are left alone. Set
+``HFPIE_HEAP_REUSE=0`` to switch it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["heap_reuse"]
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_DEFAULT_THRESHOLD = 128 * 1024  # glibc's initial value of both settings
+_lock = threading.Lock()
+_active = 0
+_libc: ctypes.CDLL | None | bool = False  # False: not looked up yet
+
+
+def _glibc() -> ctypes.CDLL | None:
+    global _libc
+    if _libc is False:
+        _libc = None
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(None)
+                libc.gnu_get_libc_version  # only glibc has it  # noqa: B018
+                libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+                libc.malloc_trim.argtypes = [ctypes.c_size_t]
+                _libc = libc
+            except (OSError, AttributeError):
+                _libc = None
+    return _libc  # type: ignore[return-value]
+
+
+@contextmanager
+def heap_reuse() -> Iterator[bool]:
+    """Keep large freed buffers for reuse inside the ``with`` block; yields whether it is active."""
+    global _active
+    libc = _glibc() if os.environ.get("HFPIE_HEAP_REUSE", "1") != "0" else None
+    if libc is None:
+        yield False
+        return
+    with _lock:
+        if _active == 0:
+            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+            libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+        _active += 1
+    try:
+        yield True
+    finally:
+        with _lock:
+            _active -= 1
+            if _active == 0:
+                libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD)
+                libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD)
+                libc.malloc_trim(0)
