@@ -21,6 +21,8 @@ H200 = "one NVIDIA H200 shared by 9 concurrent runs (round 1) / 3 runs (round 2)
 
 MODELS = {
     "denoise": dict(
+        intended_use='Blind removal of white Gaussian-like noise (sigma 0-50 on the 0-255 scale) from 8-bit colour photos; the default of enhance(task="denoise").',
+        limitations=['On CBSD68 it is 0.52/0.56/0.62 dB below FFDNet-Clip (which is told the true sigma) at sigma 15/25/50, and level with CDnCNN-B at sigma 25; see docs/model-zoo.md.', 'Real camera noise is spatially correlated and signal dependent: use denoise-real for phone and camera photos.'],
         task="denoise", weights="gpu2/denoise/final.safetensors",
         training_command=["hfpie train configs/denoise.toml --run-dir RUNS/denoise",
                           "hfpie train configs/gpu/denoise.toml time_limit_s=360 --run-dir RUNS/gpu1/denoise",
@@ -30,12 +32,16 @@ MODELS = {
         wall_time={"cpu_hours": 2.10, "cpu": "2-core CPU, 1 thread, beside another training run",
                    "gpu_seconds": 360 + 270, "gpu": H200}),
     "denoise-real": dict(
+        intended_use='Camera noise in photos (phones, high-ISO shots, JPEG-compressed noisy images).',
+        limitations=['It also smooths clean images: passing the clean CBSD68 images through it gives 37.82 dB PSNR against the input (the AWGN model: 47.33 dB). Apply it to noisy photos only.', 'Selected on 8 PolyU pairs during training; the reported number uses all 100 pairs (so it is not a fully independent test).'],
         task="denoise", default=False, weights="gpu1/denoise-real/best.safetensors",
         training_command=["(from the CPU stage of denoise) hfpie train configs/gpu/denoise-real.toml "
                           "time_limit_s=360 --run-dir RUNS/gpu1/denoise-real"],
         steps={"from denoise cpu stage": 7000, "gpu round 1 (batch 32, 96 px; best validation)": 1000},
         wall_time={"gpu_seconds": 360, "gpu": H200}),
     "deblur": dict(
+        intended_use='Mild to moderate Gaussian-like (defocus/optical) blur with small noise; the default of enhance(task="deblur").',
+        limitations=["Misses the project's bar: +0.34 dB over a Wiener filter that is given the true kernel, 1.41 dB below PnP-FFDNet with the true kernel.", 'Camera-shake (motion) blur is outside its training: on the Levin et al. motion kernels it lowers PSNR (see the metrics).'],
         task="deblur", weights="gpu2/deblur/final.safetensors",
         training_command=["(from the CPU stage of denoise) hfpie train configs/gpu/deblur.toml time_limit_s=360 "
                           "--run-dir RUNS/gpu1/deblur",
@@ -44,6 +50,8 @@ MODELS = {
         steps={"from denoise cpu stage": 7000, "gpu round 1 (batch 32, 96 px)": 1256, "gpu round 2": 2563},
         wall_time={"gpu_seconds": 360 + 270, "gpu": H200}),
     "sr-x4": dict(
+        intended_use='x4 upscaling of clean (bicubic-like) low-resolution images, PSNR-oriented; the default of enhance(task="sr", scale=4).',
+        limitations=["1.20 dB (Set5) / 0.78 dB (Set14) below CARN-M; faster than RFDN and IMDN on the project's CPU.", 'Expects clean input: denoise noisy or JPEG-compressed low-resolution images first.'],
         task="sr", weights="gpu1/sr-x4/final.safetensors",
         training_command=["hfpie train configs/sr-x4.toml --run-dir RUNS/sr-x4",
                           "hfpie train configs/gpu/sr-x4.toml time_limit_s=360 --run-dir RUNS/gpu1/sr-x4"],
@@ -51,6 +59,8 @@ MODELS = {
         wall_time={"cpu_hours": 2.25, "cpu": "2-core CPU, 1 thread, beside another training run",
                    "gpu_seconds": 360, "gpu": H200}),
     "sr-x2": dict(
+        intended_use='x2 upscaling of clean (bicubic-like) low-resolution images; the default of enhance(task="sr", scale=2).',
+        limitations=['0.56 dB (Set5) / 0.54 dB (Set14) below CARN-M; trained for about 10 minutes on a shared GPU.'],
         task="sr", weights="gpu2/sr-x2/final.safetensors",
         training_command=["(body from the CPU stage of sr-x4) hfpie train configs/gpu/sr-x2.toml time_limit_s=360 "
                           "--run-dir RUNS/gpu1/sr-x2",
@@ -59,12 +69,16 @@ MODELS = {
         steps={"gpu round 1 (batch 32, 128 px HR)": 1637, "gpu round 2": 3275},
         wall_time={"gpu_seconds": 360 + 270, "gpu": H200}),
     "sr-x4-gan": dict(
+        intended_use='Perceptual x4 upscaling (sharper textures than sr-x4 at a lower PSNR). Experimental.',
+        limitations=['Shows a periodic dot texture in flat regions after its short GAN fine-tune (1135 steps): see docs/figures/sr-x4.png. Prefer sr-x4 where fidelity matters.', "LPIPS could not be computed on the project's machine (the lpips package and its weights are not installed)."],
         task="sr", default=False, weights="gpu1/sr-x4-gan/final.safetensors",
         training_command=["(from the CPU stage of sr-x4) hfpie train configs/gpu/sr-x4-gan.toml time_limit_s=360 "
                           "--run-dir RUNS/gpu1/sr-x4-gan"],
         steps={"gpu round 1 (batch 16, 128 px HR; L1 + HPF + soft GMS + relativistic GAN 0.005)": 1135},
         wall_time={"gpu_seconds": 360, "gpu": H200}),
     "hpf": dict(
+        intended_use='A training asset: the network of the high-pass filtering loss (hfpie.training.highpass), not an image restorer.',
+        limitations=[],
         task="hpf", weights="hpf.safetensors",
         training_command=["hfpie train-hpf ../shared/data/train/bsds400 ... -o RUNS/hpf.safetensors --steps 3000"],
         steps={"cpu": 3000}, wall_time={"cpu_seconds": 1102}),

@@ -113,7 +113,10 @@ def test_a_crash_during_the_write_leaves_no_partial_output(identity_checkpoint: 
     assert list(out.iterdir()) == []
 
 
-def test_missing_weights_and_no_inputs_are_clear(tmp_path: Path) -> None:
+def test_missing_weights_and_no_inputs_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hfpie.hub
+
+    monkeypatch.setattr(hfpie.hub, "load_manifest", dict)  # an install without pretrained weights
     _write_rgb(tmp_path / "a.png")
     result = _run("deblur", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"))
     assert result.exit_code == 2 and "No pretrained weights are installed for task 'deblur'" in result.output
@@ -121,6 +124,7 @@ def test_missing_weights_and_no_inputs_are_clear(tmp_path: Path) -> None:
     empty.mkdir()
     result = _run("denoise", str(empty), "-o", str(tmp_path / "o"))
     assert result.exit_code == 2 and "no input images found" in result.output
+    assert not (tmp_path / "b.png").exists()
 
 
 def test_models_download_and_hub_export(identity_checkpoint: Path, tmp_path: Path) -> None:
@@ -144,3 +148,20 @@ def test_models_download_and_hub_export(identity_checkpoint: Path, tmp_path: Pat
 def test_help_works(command: str) -> None:
     result = _run(command, "--help")
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_hub_export_of_every_shipped_model(tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    import hfpie.hub
+
+    names = sorted(hfpie.hub.load_manifest())
+    if not names:
+        pytest.skip("no weights shipped in this build")
+    for name in names:
+        folder = tmp_path / name
+        result = _run("hub-export", name, str(folder))
+        assert result.exit_code == 0, result.output
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.library_name == "hfpie" and "## Limitations" in card.text
+        assert (folder / "model.safetensors").read_bytes() == hfpie.hub.bundled_path(hfpie.hub.find_entry(name)).read_bytes()

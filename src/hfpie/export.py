@@ -18,6 +18,7 @@ _TASK_TEXT = {
     "denoise": "blind colour image denoising",
     "deblur": "blind image deblurring",
     "sr": "single-image super-resolution",
+    "hpf": "high-pass filtering loss network (training asset)",
 }
 
 
@@ -53,6 +54,15 @@ def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: 
     ) or "| - | - | - | not measured yet |"
     usage_task = f'task="sr", scale={scale}' if task == "sr" else f'task="{task}"'
     command = f"hfpie sr input.png --scale {scale} -o output.png" if task == "sr" else f"hfpie {task} input.png -o output.png"
+    if task == "hpf":
+        usage = ("```python\nfrom hfpie.hub import download_weights, find_entry\n"
+                 "from hfpie.training.highpass import HighPassLoss, load_highpass_net\n\n"
+                 f'loss_fn = HighPassLoss(load_highpass_net(download_weights(find_entry("{name}"))))\n'
+                 "loss = loss_fn(output, target)  # (N, 3, H, W) in [0, 1]\n```\n\n"
+                 "or in a training config: `hpf_weight = 1.0` with `hpf_checkpoint` set to this file.")
+    else:
+        usage = (f'```python\nfrom hfpie import enhance\noutput = enhance("input.png", {usage_task}, model="{name}")\n```'
+                 f"\n\nor on the command line: `{command}`")
     body = f"""
 # hfpie-{name}
 
@@ -62,12 +72,7 @@ def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: 
 
 ## Usage
 
-```python
-from hfpie import enhance
-output = enhance("input.png", {usage_task}, model="{name}")
-```
-
-or on the command line: `{command}`
+{usage}
 
 ## Training
 
@@ -91,8 +96,12 @@ Protocol: 8-bit inputs; PSNR on RGB for restoration, on Y with `crop_border = sc
 {json.dumps(config, indent=2)}
 ```
 
-## Limitations
+## Intended use
 
+{extra.get("intended_use", "Restoring natural photographs with the degradation it was trained on (see Training).")}
+
+## Limitations
+{"".join(chr(10) + "- " + item for item in extra.get("limitations", []))}
 - Trained on a small set of natural photographs on a CPU budget: expect weaker results on
   degradations outside the training distribution (other noise types, motion blur, heavy JPEG).
 - Restoration models do not hallucinate missing detail; the output can look smooth at high noise.
@@ -123,15 +132,27 @@ def export_hub_folder(model: str | os.PathLike[str], folder: str | os.PathLike[s
     else:
         entry = find_entry(str(model))
         weights = download_weights(entry)
-        network = load_network(weights, entry.config or None)
         name, task = entry.name, entry.task
+        if task == "hpf":  # the high-pass loss network: a training asset with its own config
+            from .training.highpass import load_highpass_net
+
+            config = load_highpass_net(weights).config.to_dict()
+            return _write_folder(folder, weights, name, task, 1, config, model_card(name, task, 1, config, entry))
+        network = load_network(weights, entry.config or None)
     config = network.config.to_dict()
     card = model_card(name, task, network.config.scale, config, entry)
+    return _write_folder(folder, weights, name, task, network.config.scale, config, card)
+
+
+def _write_folder(folder: Path, weights: Path, name: str, task: str, scale: int, config: dict[str, Any],
+                  card: str) -> Path:
+    from huggingface_hub import ModelCard
+
     ModelCard(card)  # raises if the YAML metadata or model-index is malformed
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, folder / "model.safetensors")
     (folder / "config.json").write_text(
-        json.dumps({"library_name": "hfpie", "name": name, "task": task, "scale": network.config.scale,
+        json.dumps({"library_name": "hfpie", "name": name, "task": task, "scale": scale,
                     "config": config}, indent=2) + "\n"
     )
     (folder / "README.md").write_text(card)

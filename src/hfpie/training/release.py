@@ -17,12 +17,31 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..hub import load_network, sha256_of
 from .trainer import export_weights
 
 __all__ = ["add_to_manifest"]
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def _same_weights(path: Path, network: Any, metadata: dict[str, str]) -> bool:
+    """Whether ``path`` already holds exactly these tensors, config and metadata."""
+    if not path.exists():
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        stored = dict(handle.metadata() or {})
+        names = set(handle.keys())
+        state = network.state_dict()
+        if names != set(state) or any(stored.get(k) != v for k, v in metadata.items()):
+            return False
+        if json.loads(stored.get("config", "{}")) != json.loads(json.dumps(network.config.to_dict())):
+            return False
+        return all(torch.equal(handle.get_tensor(k), state[k].detach().cpu().float()) for k in names)
 
 
 def add_to_manifest(name: str, weights: str | Path, *, task: str, default: bool = True, preset: str = "",
@@ -41,7 +60,9 @@ def add_to_manifest(name: str, weights: str | Path, *, task: str, default: bool 
         scale, config = 1, load_highpass_net(target).config.to_dict()
     else:
         network = load_network(weights)
-        export_weights(network, target, {"name": name, "task": task})
+        metadata = {"name": name, "task": task}
+        if not _same_weights(target, network, metadata):  # safetensors' header order varies per run:
+            export_weights(network, target, metadata)     # keep identical files byte for byte
         scale, config = network.config.scale, network.config.to_dict()
     manifest_path = root / "weights_manifest.json"
     manifest = json.loads(manifest_path.read_text())
