@@ -102,3 +102,16 @@ def test_quick_benchmark_without_peers(tmp_path: Path, monkeypatch: pytest.Monke
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "docs" / "benchmark.png").stat().st_size > 0
         assert "](benchmark.png)" in report
+
+
+def test_synthetic_sets_stand_in_for_missing_data(tmp_path: Path) -> None:
+    benchmark = _load_benchmark()
+    root = benchmark.make_synthetic_sets(tmp_path / "synthetic")
+    for folder in ("cbsd68", "set5", "set14"):
+        images = sorted((root / folder).glob("*.png"))
+        assert len(images) == benchmark.SYNTHETIC_IMAGES
+        pixels = np.asarray(Image.open(images[0]))
+        assert pixels.shape == (192, 256, 3) and pixels.std() > 20  # a scene, not a flat image
+    first = np.asarray(Image.open(root / "set5" / "synthetic00.png"))
+    again = np.asarray(Image.open(benchmark.make_synthetic_sets(tmp_path / "again") / "set5" / "synthetic00.png"))
+    assert np.array_equal(first, again)  # deterministic
