@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .cpu_memory import heap_reuse
+from .cpu_memory import HEAP_REUSE_MEMORY_FACTOR, heap_reuse, heap_reuse_enabled
 from .errors import UnsupportedImageError
 from .hub import TASKS, load_model
 from .io import ImageFile, image_file_from_pil, read_image
@@ -66,6 +66,8 @@ def suggest_tile_size(network: HFPIENet, device: torch.device, *, half: bool, ha
         except (ValueError, OSError, AttributeError):
             available = 8 * 1024**3
         budget = min(0.4 * available, 12 * 1024**3)
+        if heap_reuse_enabled():
+            budget /= HEAP_REUSE_MEMORY_FACTOR  # reused heap memory raises the peak (docs/speed.md)
     side = int((budget / _bytes_per_pixel(network, half)) ** 0.5) - 2 * halo
     alignment = network.config.alignment
     return max(side // alignment * alignment, 4 * alignment, 64)

@@ -19,11 +19,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["heap_reuse"]
+__all__ = ["HEAP_REUSE_MEMORY_FACTOR", "heap_reuse", "heap_reuse_enabled"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _DEFAULT_THRESHOLD = 128 * 1024  # glibc's initial value of both settings
+HEAP_REUSE_MEMORY_FACTOR = 1.5
+"""Peak memory with heap reuse over peak memory without it: 12155 / 7876 MB for a 16 MP denoise call
+(docs/speed.md); the CPU tile budget is divided by it so that tiles still fit the same memory."""
 _lock = threading.Lock()
 _active = 0
 _libc: ctypes.CDLL | None | bool = False  # False: not looked up yet
@@ -45,11 +48,16 @@ def _glibc() -> ctypes.CDLL | None:
     return _libc  # type: ignore[return-value]
 
 
+def heap_reuse_enabled() -> bool:
+    """Whether :func:`heap_reuse` takes effect here (glibc, and not switched off by the environment)."""
+    return os.environ.get("HFPIE_HEAP_REUSE", "1") != "0" and _glibc() is not None
+
+
 @contextmanager
 def heap_reuse() -> Iterator[bool]:
     """Keep large freed buffers for reuse inside the ``with`` block; yields whether it is active."""
     global _active
-    libc = _glibc() if os.environ.get("HFPIE_HEAP_REUSE", "1") != "0" else None
+    libc = _glibc() if heap_reuse_enabled() else None
     if libc is None:
         yield False
         return
