@@ -53,22 +53,26 @@ def _bytes_per_pixel(network: HFPIENet, half: bool) -> float:
     return config.num_features * element * (16 + 4 * config.scale**2)
 
 
-def suggest_tile_size(network: HFPIENet, device: torch.device, *, half: bool, halo: int) -> int:
-    """Largest core side whose tile (core plus halo on both sides) fits the device's free memory."""
+def _memory_budget(device: torch.device) -> float:
+    """Bytes one forward pass may use on ``device``: a share of what is free there."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        budget = 0.6 * free
-    elif device.type == "mps":
-        budget = 2 * 1024**3
-    else:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            available = 8 * 1024**3
-        budget = min(0.4 * available, 12 * 1024**3)
-        if heap_reuse_enabled():
-            budget /= HEAP_REUSE_MEMORY_FACTOR  # reused heap memory raises the peak (docs/speed.md)
-    side = int((budget / _bytes_per_pixel(network, half)) ** 0.5) - 2 * halo
+        return 0.6 * free
+    if device.type == "mps":
+        return 2 * 1024**3
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        available = 8 * 1024**3
+    budget = min(0.4 * available, 12 * 1024**3)
+    if heap_reuse_enabled():
+        budget /= HEAP_REUSE_MEMORY_FACTOR  # reused heap memory raises the peak (docs/speed.md)
+    return budget
+
+
+def suggest_tile_size(network: HFPIENet, device: torch.device, *, half: bool, halo: int) -> int:
+    """Largest core side whose tile (core plus halo on both sides) fits the device's free memory."""
+    side = int((_memory_budget(device) / _bytes_per_pixel(network, half)) ** 0.5) - 2 * halo
     alignment = network.config.alignment
     return max(side // alignment * alignment, 4 * alignment, 64)
 
@@ -77,8 +81,8 @@ def suggest_tile_batch(network: HFPIENet, device: torch.device, *, half: bool, w
     """Tiles of side ``window`` to run at once: what fits the CUDA memory budget (<= 16); 1 elsewhere."""
     if device.type != "cuda":
         return 1
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(max(1, min(16, 0.6 * free // (_bytes_per_pixel(network, half) * window * window))))
+    fitting = _memory_budget(device) // (_bytes_per_pixel(network, half) * window * window)
+    return int(max(1, min(16, fitting)))
 
 
 def run_network(

@@ -116,7 +116,7 @@ def tiled_forward(
         progress: called as ``progress(done_pixels, total_pixels)`` after each core.
         batch: run up to this many tiles of the same window shape in one forward pass (the interior
             tiles of an image all share one shape). Out-of-memory errors halve the batch before
-            they shrink the tiles. On CUDA the image is pinned once so that window copies overlap.
+            they shrink the tiles.
 
     Returns:
         (N, C', H * scale, W * scale) float32 tensor on the CPU.
@@ -140,8 +140,6 @@ def tiled_forward(
 
     if batch < 1:
         raise ValueError(f"batch must be >= 1 tile, got {batch}")
-    if device.type == "cuda" and not image.is_pinned():
-        image = image.pin_memory()  # lets the non_blocking window copies run asynchronously
 
     def window_of(core: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         top, bottom, left, right = core
@@ -158,7 +156,8 @@ def tiled_forward(
             group.append(pending.pop(0))
         windows = [window_of(core) for core in group]
         try:
-            stacked = torch.cat([image[..., rt:rb, rl:rr] for rt, rb, rl, rr in windows])
+            views = [image[..., rt:rb, rl:rr] for rt, rb, rl, rr in windows]
+            stacked = views[0] if len(views) == 1 else torch.cat(views)  # one window: no host copy
             result = forward_tile(model, stacked.to(device, non_blocking=True), half=half)
         except RuntimeError as error:
             if not _is_out_of_memory(error):
