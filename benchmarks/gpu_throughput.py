@@ -47,16 +47,18 @@ def _networks(args: argparse.Namespace, device: torch.device) -> list[tuple[str,
     return found
 
 
-def _time(network: HFPIENet, image: torch.Tensor, *, half: bool, tile: int | None, repeats: int) -> tuple[float, int, torch.Tensor]:
+def _time(
+    network: HFPIENet, image: torch.Tensor, *, half: bool, tile: int | None, batch: int | None, repeats: int
+) -> tuple[float, int, torch.Tensor]:
     device = next(network.parameters()).device
     cuda = device.type == "cuda"
-    output = run_network(network, image, device=device, half=half, tile=tile)  # warm-up (cuDNN autotune)
+    output = run_network(network, image, device=device, half=half, tile=tile, batch=batch)  # warm-up (cuDNN autotune)
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(repeats):
-        output = run_network(network, image, device=device, half=half, tile=tile)
+        output = run_network(network, image, device=device, half=half, tile=tile, batch=batch)
     if cuda:
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - start) / repeats
@@ -71,6 +73,8 @@ def main() -> None:
     parser.add_argument("--megapixels", nargs="*", type=float, default=[1.0, 4.0, 0.25],
                         help="output sizes (the SR input is scale^2 smaller)")
     parser.add_argument("--tile", type=int, default=512, help="tile side of the tiled runs")
+    parser.add_argument("--tile-batch", nargs="*", type=int, default=[0],
+                        help="tiles run at once in the tiled runs (0: run_network's default, as many as fit)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu for a dry run")
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
@@ -92,11 +96,13 @@ def main() -> None:
             out_mp = (side_in * scale) ** 2 / 1e6
             reference = None
             for half in (False, True):
-                for tile in (None, args.tile):
-                    seconds, peak, output = _time(network, image, half=half, tile=tile, repeats=args.repeats)
+                runs = [(None, None)] + [(args.tile, batch or None) for batch in args.tile_batch]
+                for tile, batch in runs:
+                    seconds, peak, output = _time(network, image, half=half, tile=tile, batch=batch,
+                                                  repeats=args.repeats)
                     row = {"model": name, "scale": scale, "input": f"{side_in}x{side_in}",
                            "output_megapixels": round(out_mp, 4), "dtype": "fp16" if half else "fp32",
-                           "tile": tile, "seconds": seconds, "output_megapixels_per_second": out_mp / seconds,
+                           "tile": tile, "tile_batch": None if tile is None else (batch or "auto"), "seconds": seconds, "output_megapixels_per_second": out_mp / seconds,
                            "peak_gpu_memory_mib": peak / 2**20}
                     if reference is None:
                         reference = output

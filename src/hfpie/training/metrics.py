@@ -21,7 +21,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["lpips_distance", "psnr", "radial_power_spectrum", "rgb_to_y", "spectrum_error", "ssim"]
+__all__ = [
+    "flat_region_noise",
+    "lpips_distance",
+    "psnr",
+    "radial_power_spectrum",
+    "rgb_to_y",
+    "spectrum_error",
+    "ssim",
+]
 
 _SSIM_WINDOW_SIZE = 11
 _SSIM_SIGMA = 1.5
@@ -245,6 +253,49 @@ def spectrum_error(output: np.ndarray, target: np.ndarray, data_range: float = 2
     floor = 1e-20
     difference = np.log10(output_power[1:] + floor) - np.log10(target_power[1:] + floor)
     return float(np.mean(np.abs(difference)))
+
+
+def flat_region_noise(
+    output: np.ndarray, target: np.ndarray, data_range: float = 255.0, flat_std: float = 2.0, window: int = 9
+) -> float | None:
+    """High-frequency energy the output puts where the target is flat, relative to the target's own.
+
+    A detector of hallucinated texture (the dot or grid patterns a GAN can paint on smooth areas):
+    luma high-pass ``Y - GaussianBlur(Y, sigma=1)`` of both images, averaged as power over the pixels
+    whose target luma has a local standard deviation (``window`` x ``window`` box) below ``flat_std``
+    (on the 0..255 scale), output over target. 1 means as much fine detail in flat areas as the
+    reference; below 1 smoother; well above 1 added texture or noise.
+
+    Args:
+        output: ``(H, W, C)`` restored image in ``0..data_range``.
+        target: Reference image of the same shape.
+        data_range: Value of white.
+        flat_std: Local standard deviation (0..255 scale) under which a target pixel counts as flat.
+        window: Side of the box of the local standard deviation.
+
+    Returns:
+        The power ratio, or ``None`` when the target has no flat pixel (the ratio is then undefined).
+    """
+    if np.shape(output) != np.shape(target):
+        raise ValueError(f"output and target must have the same shape, got {np.shape(output)} and {np.shape(target)}")
+    scale = 255.0 / data_range
+    y_out = rgb_to_y(output, data_range) * scale
+    y_target = rgb_to_y(target, data_range) * scale
+    mean = cv2.blur(y_target, (window, window), borderType=cv2.BORDER_REFLECT)
+    variance = cv2.blur(y_target * y_target, (window, window), borderType=cv2.BORDER_REFLECT) - mean * mean
+    flat = np.sqrt(np.maximum(variance, 0.0)) < flat_std
+    border = window // 2 + 3  # the box and the blur read outside the image there
+    flat[:border] = flat[-border:] = False
+    flat[:, :border] = flat[:, -border:] = False
+    if not flat.any():
+        return None
+
+    def high_pass(y: np.ndarray) -> np.ndarray:
+        return y - cv2.GaussianBlur(y, (0, 0), sigmaX=1.0, borderType=cv2.BORDER_REFLECT)
+
+    target_power = float(np.mean(high_pass(y_target)[flat] ** 2))
+    output_power = float(np.mean(high_pass(y_out)[flat] ** 2))
+    return output_power / max(target_power, 1e-12)
 
 
 @functools.lru_cache(maxsize=None)
