@@ -5,8 +5,10 @@
 * ``perceptual``: bicubic, ``sr-x4`` and ``sr-x4-gan`` on Set5 + Set14 (x4, bicubic LR of the
   protocol): Y PSNR/SSIM, the radial power spectrum error against HR (``spectrum_error``: mean
   absolute log10 difference of the radially averaged power spectra; over-smoothing shows as missing
-  high frequencies), and LPIPS when the ``lpips`` package and its weights are available (else
-  reported as unavailable); plus the crop figure LR | bicubic | sr-x4 | sr-x4-gan | HR.
+  high frequencies), the flat-region noise (``flat_region_noise``: fine detail added where the
+  original is flat, output over original; 1 for HR, well above 1 for hallucinated dots or grids),
+  and LPIPS when the ``lpips`` package and its weights are available (else reported as
+  unavailable); plus the crop figure LR | bicubic | sr-x4 | sr-x4-gan | HR.
 * ``motion``: ``deblur`` on the 8 Levin et al. motion kernels of ``val/blur_kernels`` (image i of
   CBSD68 gets kernel i mod 8, reflect padding, AWGN sigma 2 from ``default_rng(30000 + i)``, rounded
   to 8 bits), against the blurry input and scikit-image's Wiener filter given the true kernel.
@@ -30,7 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from hfpie import enhance  # noqa: E402
 from hfpie.training.degradations import protocol_bicubic_lr, protocol_blur, protocol_gaussian_noise  # noqa: E402
-from hfpie.training.metrics import lpips_distance, psnr, rgb_to_y, spectrum_error, ssim  # noqa: E402
+from hfpie.training.metrics import (  # noqa: E402
+    flat_region_noise,
+    lpips_distance,
+    psnr,
+    rgb_to_y,
+    spectrum_error,
+    ssim,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "val"
 
@@ -58,11 +67,15 @@ def perceptual(limit: int = 0) -> dict:
                 "sr-x4-gan": enhance(lr, task="sr", scale=4, model="sr-x4-gan"),
             }
             for method, out in outputs.items():
-                scores = rows.setdefault(method, {"psnr_y": [], "ssim_y": [], "spectrum_error": [], "lpips": []})
+                scores = rows.setdefault(method, {"psnr_y": [], "ssim_y": [], "spectrum_error": [],
+                                                  "flat_region_noise": [], "lpips": []})
                 y_out, y_hr = rgb_to_y(out)[4:-4, 4:-4], rgb_to_y(hr)[4:-4, 4:-4]
                 scores["psnr_y"].append(psnr(y_out, y_hr))
                 scores["ssim_y"].append(ssim(y_out, y_hr))
                 scores["spectrum_error"].append(spectrum_error(out, hr))
+                flat = flat_region_noise(out, hr)
+                if flat is not None:  # images without flat areas do not count
+                    scores["flat_region_noise"].append(flat)
                 scores["lpips"].append(lpips_distance(out, hr))
         results[name] = {method: {k: _mean(v) for k, v in scores.items()} for method, scores in rows.items()}
     return results

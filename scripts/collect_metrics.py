@@ -51,6 +51,9 @@ def main() -> None:
             values = rows[method]
             base = {"dataset": DATASET[set_name], "condition": "x4 bicubic"}
             metrics[method].append({**base, "metric": "spectrum error", "value": round(values["spectrum_error"], 3)})
+            if values.get("flat_region_noise") is not None:
+                metrics[method].append({**base, "metric": "flat-region noise (HR = 1)",
+                                        "value": round(values["flat_region_noise"], 2)})
             metrics[method].append({**base, "metric": "LPIPS", "value": "unavailable" if values["lpips"] is None
                                     else round(values["lpips"], 4)})
     if "motion" in extras:

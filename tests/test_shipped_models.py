@@ -59,3 +59,21 @@ def test_every_task_default_is_shipped_and_extras_are_not_defaults() -> None:
     assert not entries["sr-x4-gan"].default and not entries["denoise-real"].default
     for entry in entries.values():  # provenance travels with every checkpoint
         assert entry.training_data and entry.extra["training_command"] and entry.extra["steps"], entry.name
+
+
+def test_default_cpu_tiles_match_the_whole_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past one CPU window enhance() tiles by default; with the default halo the seams stay invisible."""
+    _shipped("denoise")
+    import torch
+
+    from hfpie import api
+
+    monkeypatch.setattr(api, "CPU_TILE", 64)  # the real 512 needs a 0.4 MP image: same code, slower test
+    network = hub.load_model("denoise", device="cpu")
+    photo = np.array(Image.open(ROOT / "examples" / "noisy.png").convert("RGB"))  # 256 x 256 > one (64 + 2 x 64)^2 window
+    image = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
+    calls: list[int] = []
+    tiled = api.run_network(network, image, device="cpu", progress=lambda done, total: calls.append(done))
+    whole = api.run_network(network, image, device="cpu", tile=256)
+    assert len(calls) == 16  # 64 px cores: 4 rows x 4 columns
+    assert (tiled - whole).abs().max() < 1e-4

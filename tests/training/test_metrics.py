@@ -234,3 +234,20 @@ def test_lpips_uses_the_package_when_present(monkeypatch: pytest.MonkeyPatch, pa
 def test_all_is_sorted_and_complete() -> None:
     assert metrics.__all__ == sorted(metrics.__all__)
     assert all(hasattr(metrics, name) for name in metrics.__all__)
+
+
+def test_flat_region_noise_flags_texture_painted_on_flat_areas() -> None:
+    rng = np.random.default_rng(0)
+    target = np.full((96, 128, 3), 120.0) + rng.normal(0, 0.5, (96, 128, 3))  # flat, with a faint grain
+    target[:, 64:] += rng.normal(0, 30, (96, 64, 3))  # textured right half
+    assert metrics.flat_region_noise(target, target) == pytest.approx(1.0)
+    dots = target.copy()
+    dots[::4, 0:64:4] += 12.0  # a periodic dot grid on the flat half
+    assert metrics.flat_region_noise(dots, target) > 10.0
+    smooth = target.copy()
+    smooth[:, :64] = 120.0  # no fine detail where the target is flat
+    assert metrics.flat_region_noise(smooth, target) < 0.1
+    textured = target[:, 64:]
+    assert metrics.flat_region_noise(textured, textured) is None  # nothing flat: undefined, not a guess
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.flat_region_noise(target, target[:10])
