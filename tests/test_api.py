@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,31 @@ def test_heap_reuse_is_scoped_and_can_be_switched_off(monkeypatch) -> None:
     with cpu_memory.heap_reuse() as active:
         assert active is False
     assert torch.equal(run_network(network, image), inside)  # same numbers with and without it
+
+
+def test_heap_is_trimmed_only_when_more_than_the_kept_amount_is_free(monkeypatch) -> None:
+    from hfpie import cpu_memory
+
+    class FakeLibc:
+        def __init__(self, free: int) -> None:
+            self.free, self.trims = free, 0
+
+        def mallopt(self, option: int, value: int) -> int:
+            return 1
+
+        def mallinfo2(self):  # noqa: ANN201 - the fields read are those of struct mallinfo2
+            return types.SimpleNamespace(fordblks=self.free)
+
+        def malloc_trim(self, pad: int) -> int:
+            self.trims += 1
+            return 1
+
+    for free, trims in ((cpu_memory.HEAP_KEEP_BYTES // 2, 0), (cpu_memory.HEAP_KEEP_BYTES + 1, 1)):
+        libc = FakeLibc(free)
+        monkeypatch.setattr(cpu_memory, "_libc", libc)
+        monkeypatch.delenv("HFPIE_HEAP_REUSE", raising=False)
+        with cpu_memory.heap_reuse() as active:
+            assert active
+        assert libc.trims == trims
+    cpu_memory.release_heap()  # always trims
+    assert libc.trims == 2

@@ -432,3 +432,17 @@ def test_deblur_degradation_mixes_motion_kernels_when_asked():
     assert gaussian(clean, np.random.default_rng(0)).shape == motion(clean, np.random.default_rng(0)).shape
     with pytest.raises(ValueError):
         make_degradation("deblur", motion_probability=1.5)
+
+
+def test_real_noise_can_leave_some_samples_clean() -> None:
+    clean = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
+    always = deg.RealNoiseDegradation(clean_probability=1.0)
+    np.testing.assert_array_equal(always(clean, np.random.default_rng(1)), deg.quantize_to_8bit(clean))
+    never = deg.RealNoiseDegradation()
+    assert np.abs(never(clean, np.random.default_rng(1)) - clean).mean() > 1 / 255
+    mixed = deg.RealNoiseDegradation(clean_probability=0.5)
+    rng = np.random.default_rng(2)
+    untouched = [np.array_equal(mixed(clean, rng), deg.quantize_to_8bit(clean)) for _ in range(200)]
+    assert 70 < sum(untouched) < 130
+    with pytest.raises(ValueError, match="clean_probability"):
+        deg.RealNoiseDegradation(clean_probability=1.5)

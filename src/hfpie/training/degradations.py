@@ -706,15 +706,21 @@ class DenoiseDegradation:
 
 @dataclass(frozen=True)
 class RealNoiseDegradation:
-    """Camera-like noise: Poisson-Gaussian in linear light, gamma, optional JPEG; see :func:`random_real_noise`."""
+    """Camera-like noise: Poisson-Gaussian in linear light, gamma, optional JPEG; see :func:`random_real_noise`.
+
+    With probability ``clean_probability`` a sample is left clean (the 8-bit image itself, target
+    equal to input), which teaches the model to leave photos without noise alone.
+    """
 
     shot_noise_range: tuple[float, float] = (1e-4, 1e-2)
     read_noise_range: tuple[float, float] = (1e-3, 2e-2)
     gamma: float = 2.2
     jpeg_probability: float = 0.5
     jpeg_quality_range: tuple[int, int] = (60, 95)
+    clean_probability: float = 0.0
 
     def __post_init__(self) -> None:
+        _check_probability("clean_probability", self.clean_probability)
         _check_range("shot_noise_range", self.shot_noise_range, 1e-12, math.inf)
         _check_range("read_noise_range", self.read_noise_range, 1e-12, math.inf)
         _check_probability("jpeg_probability", self.jpeg_probability)
@@ -729,6 +735,8 @@ class RealNoiseDegradation:
 
     def __call__(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Return the noisy ``(H, W, C)`` float32 image on the 8-bit grid."""
+        if self.clean_probability > 0 and rng.random() < self.clean_probability:
+            return quantize_to_8bit(clean)
         return random_real_noise(
             clean,
             rng,
