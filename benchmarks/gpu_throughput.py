@@ -102,7 +102,8 @@ def main() -> None:
                                                   repeats=args.repeats)
                     row = {"model": name, "scale": scale, "input": f"{side_in}x{side_in}",
                            "output_megapixels": round(out_mp, 4), "dtype": "fp16" if half else "fp32",
-                           "tile": tile, "tile_batch": None if tile is None else (batch or "auto"), "seconds": seconds, "output_megapixels_per_second": out_mp / seconds,
+                           "tile": tile, "tile_batch": None if tile is None else (batch or "auto"),
+                           "seconds": seconds, "output_megapixels_per_second": out_mp / seconds,
                            "peak_gpu_memory_mib": peak / 2**20}
                     if reference is None:
                         reference = output

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Device round 3: GPU tile-batching timings, then 5 fine-tunes sharing the GPU for $T seconds.
-# bash .gpu/round3.sh OUTDIR [extra overrides for every run]
+# Device round 3 (as run on the H200): GPU tile-batching timings, then 5 fine-tunes of the shipped
+# models sharing the GPU for $T seconds each. The configs' ../shared paths are pointed at .gpu/d3, a
+# copy of the training/validation images small enough to travel with the repository.
+#   T=420 bash scripts/gpu_round3.sh OUTDIR [extra key=value overrides for every run]
 set -u
 OUTDIR=$1; shift
 EXTRA="$*"

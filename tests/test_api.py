@@ -112,6 +112,7 @@ def test_errors_say_what_to_do(identity, sr4, monkeypatch) -> None:
     import hfpie.hub
 
     monkeypatch.setattr(hfpie.hub, "load_manifest", dict)  # an install without pretrained weights
+    monkeypatch.setattr(hfpie.hub, "_CACHE", {})  # nor models loaded by earlier tests
     with pytest.raises(NoPretrainedWeightsError, match="No pretrained weights are installed for task 'deblur'"):
         enhance(np.zeros((8, 8, 3), np.uint8), task="deblur")
     with pytest.raises(ValueError, match="task must be one of"):

@@ -78,8 +78,11 @@ def _memory_budget(device: torch.device) -> float:
 
 
 def suggest_tile_size(network: HFPIENet, device: torch.device, *, half: bool, halo: int) -> int:
-    """Largest core side whose tile (core plus halo on both sides) fits the device's free memory."""
+    """Largest core side whose tile (core plus halo on both sides) fits the device's free memory;
+    at most :data:`CPU_TILE` on the CPU, where smaller windows run faster per pixel."""
     side = int((_memory_budget(device) / _bytes_per_pixel(network, half)) ** 0.5) - 2 * halo
+    if device.type == "cpu":
+        side = min(side, CPU_TILE)
     alignment = network.config.alignment
     return max(side // alignment * alignment, 4 * alignment, 64)
 
@@ -131,8 +134,6 @@ def run_network(
     padded, _ = pad_to_multiple(image.float().cpu(), config.multiple_of)
     if tile is None:
         tile = suggest_tile_size(network, device, half=half, halo=halo)
-        if device.type == "cpu":
-            tile = min(tile, CPU_TILE // config.alignment * config.alignment)
         if padded.shape[-2] * padded.shape[-1] <= (tile + 2 * halo) ** 2:
             tile = max(padded.shape[-2:])  # the whole image fits in memory: no tiling, exact
     if batch is None:
