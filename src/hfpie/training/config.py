@@ -98,6 +98,9 @@ class TrainConfig:
     """Also log scalars to RUN/tensorboard when the tensorboard package is installed (skipped if not)."""
     device: str | None = None
     """cpu, cuda, ...; default: cuda if available, else cpu."""
+    precision: str = "auto"
+    """Forward-pass precision: "auto" (bf16 autocast on CUDA and on CPUs with AMX / AVX-512 BF16,
+    else fp32), "bf16" or "fp32". Weights and optimiser state stay float32 either way."""
     threads: int | None = None
     """torch.set_num_threads for CPU training; default: torch's choice."""
     time_limit_s: float | None = None
@@ -112,6 +115,8 @@ class TrainConfig:
             raise ValueError(f"task {self.task!r} is scale 1; remove scale={self.scale}")
         if self.patch_size % (self.scale * 4):
             raise ValueError(f"patch_size must be a multiple of 4 * scale = {4 * self.scale}")
+        if self.precision not in {"auto", "bf16", "fp32"}:
+            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.hpf_weight > 0 and not self.hpf_checkpoint:
             raise ValueError("hpf_weight > 0 needs hpf_checkpoint (train one with `hfpie train-hpf`)")
 

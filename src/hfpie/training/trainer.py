@@ -15,7 +15,8 @@ Run folder layout (outside the repository)::
 
 Scale-out: under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel
 (NCCL on CUDA, gloo on CPU); rank ``r`` takes its own slice of each step's samples and only rank 0
-writes files. On CUDA the forward runs under bfloat16 autocast.
+writes files. ``precision="auto"`` runs the forward pass under bfloat16 autocast on CUDA and on CPUs
+with native bf16 (AMX / AVX-512 BF16), with float32 master weights; CPU training uses channels-last.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from torch.utils.data import DataLoader, Sampler
 from ..api import run_network
 from ..hub import load_network
 from ..models import HFPIENet
+from ..precision import autocast, cpu_has_fast_bf16
 from .config import TrainConfig
 from .datasets import ImageFolderPairs, PairedPatchDataset
 from .degradations import make_degradation
@@ -175,6 +177,14 @@ def _build_losses(config: TrainConfig, device: torch.device) -> Callable[[torch.
     return objective
 
 
+def training_precision(config: TrainConfig, device: torch.device) -> str:
+    """The precision of the forward pass: "bf16" or "fp32" (``config.precision`` resolved for ``device``)."""
+    if config.precision == "auto":
+        fast = device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
+        return "bf16" if fast else "fp32"
+    return config.precision
+
+
 def _rng_states() -> dict[str, Any]:
     states: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
                               "python": list(random.getstate()[1])}
@@ -222,6 +232,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     network.to(device)
+    precision = training_precision(config, device)
+    memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    network.to(memory_format=memory_format)
     ema = torch.optim.swa_utils.AveragedModel(
         network, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay)
     ) if config.ema_decay > 0 else None
@@ -284,8 +297,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
     for degraded, clean in loader:
         if state.step >= end_step:
             break
-        degraded = degraded.to(device, non_blocking=True)
-        clean = clean.to(device, non_blocking=True)
+        degraded = degraded.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        clean = clean.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         started = time.perf_counter()
         data_time += started - tick
         model.train()
@@ -299,7 +312,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
             )
             losses["total"] = losses["generator_total"]
         else:
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with autocast(precision, device):
                 output = model(degraded)
             terms = objective(output.float(), clean)
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,227 @@
+"""Training that continues across sessions: resume every model, then keep the ones that improved.
+
+    python scripts/continual_training.py run --hours 2.3 &      # resume every model, round robin
+    python scripts/continual_training.py finish                  # score, promote, save the state
+    python scripts/continual_training.py curves                  # docs/training-curves.png + table
+
+State (committed, small): ``training_state/<model>.json`` holds the model's continued-training history
+(steps, CPU seconds, learning rate, validation per session) and names the weights the next session
+starts from: the bundled weights when they were promoted, else ``training_state/<model>.safetensors``
+(the EMA weights of the last session). Optimiser moments are not kept (they would triple the size);
+each session restarts Adam from those weights at the recorded learning rate.
+
+``run`` trains the models of ``configs/continual/`` one after another in slices of ``--slice-minutes``
+(so that a session cut short still advanced every model), each slice resuming the session's run folder
+(``--runs``, outside the repository) with its optimiser. The data seed is the model's total step
+count at the start of the session, so every session sees new patches.
+
+``finish`` scores each model's latest EMA weights and the bundled ones on the full promotion protocol
+(below), copies the better into ``src/hfpie/weights/`` and the manifest, and writes the state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / "training_state"
+CONFIGS = ROOT / "configs" / "continual"
+WEIGHTS = ROOT / "src" / "hfpie" / "weights"
+DATA = ROOT.parent / "shared" / "data"
+MODELS = ("denoise", "sr-x4", "sr-x2", "deblur", "denoise-real")
+
+# name -> list of (label, folder, task, kwargs) whose mean PSNR decides promotion.
+PROTOCOL = {
+    "denoise": [(f"CBSD68 sigma {s}", "val/cbsd68", "denoise", {"sigma": s}) for s in (15, 25, 50)],
+    "sr-x4": [(f"{n} x4 Y", f"val/{n.lower()}", "sr", {"scale": 4}) for n in ("Set5", "Set14")],
+    "sr-x2": [(f"{n} x2 Y", f"val/{n.lower()}", "sr", {"scale": 2}) for n in ("Set5", "Set14")],
+    "deblur": [("CBSD68 Gaussian 21x21 + sigma 2", "val/cbsd68", "deblur", {})],
+    "denoise-real": [("PolyU real noise", "val/polyu_real_noise", "denoise-real", {})],
+}
+
+
+def load_state(name: str) -> dict:
+    path = STATE / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"model": name, "weights": f"src/hfpie/weights/{name}.safetensors", "steps": 0, "cpu_seconds": 0.0,
+            "learning_rate": None, "sessions": []}
+
+
+def _session_config(name: str, state: dict, run_dir: Path, minutes: float, threads: int):
+    from hfpie.training.config import load_train_config
+
+    config = load_train_config(CONFIGS / f"{name}.toml")
+    overrides = {"init_weights": str(ROOT / state["weights"]), "seed": int(state["steps"]),
+                 "steps": 10_000_000, "time_limit_s": minutes * 60.0, "threads": threads}
+    if state.get("learning_rate"):
+        overrides["learning_rate"] = state["learning_rate"]
+    return config.replace(**overrides)
+
+
+def run(args: argparse.Namespace) -> None:
+    deadline = time.time() + args.hours * 3600
+    names = args.models or list(MODELS)
+    print(f"continual training of {', '.join(names)} until {time.ctime(deadline)}", flush=True)
+    while time.time() + 60 < deadline:
+        for name in names:
+            left_min = (deadline - time.time()) / 60
+            if left_min < 1:
+                break
+            minutes = min(args.slice_minutes, left_min)
+            print(f"{time.strftime('%H:%M:%S')} {name}: slice of {minutes:.1f} min", flush=True)
+            # One process per slice: a slice picks up code changed since the session started, and a
+            # failed slice (logged) does not stop the other models.
+            done = subprocess.run([sys.executable, __file__, "slice", "--runs", str(args.runs), "--models", name,
+                                   "--minutes", str(minutes), "--threads", str(args.threads)])
+            if done.returncode:
+                print(f"{name}: slice failed with exit status {done.returncode}", flush=True)
+
+
+def train_slice(args: argparse.Namespace) -> None:
+    from hfpie.training.trainer import train
+
+    (name,) = args.models
+    config = _session_config(name, load_state(name), args.runs / name, args.minutes, args.threads)
+    train(config, args.runs / name, resume=True, progress=False)
+
+
+def _session_log(run_dir: Path) -> dict:
+    """Steps, CPU seconds (sum of step times), last learning rate and validation of one session's run."""
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    steps_logged = [r for r in records if "step_time" in r]
+    last_step = max((r["step"] for r in records), default=0)
+    seconds, previous = 0.0, 0
+    for record in steps_logged:
+        seconds += record["step_time"] * (record["step"] - previous)
+        previous = record["step"]
+    val = [{"step": r["step"], "val_psnr": r["val_psnr"]} for r in records if "val_psnr" in r]
+    return {"steps": last_step, "cpu_seconds": seconds, "learning_rate": steps_logged[-1]["lr"] if steps_logged else None,
+            "val": val}
+
+
+def score(name: str, weights: Path) -> dict[str, float]:
+    import torch
+
+    from hfpie.hub import load_network
+    from hfpie.training.evaluation import evaluate_folder, summarize
+
+    torch.set_num_threads(2)
+    network = load_network(weights).eval()
+    result = {}
+    for label, folder, task, kwargs in PROTOCOL[name]:
+        summary = summarize(evaluate_folder(network, DATA / folder, task, **kwargs))
+        result[label] = summary["psnr_y" if task == "sr" else "psnr_rgb"]
+    result["mean"] = float(np.mean(list(result.values())))
+    return result
+
+
+def finish(args: argparse.Namespace) -> None:
+    from hfpie.training.release import add_to_manifest
+
+    STATE.mkdir(exist_ok=True)
+    manifest = json.loads((ROOT / "weights_manifest.json").read_text())
+    today = datetime.date.today().isoformat()
+    for name in args.models or MODELS:
+        run_dir = args.runs / name
+        candidate = run_dir / "final.safetensors"
+        if not candidate.exists():
+            print(f"{name}: no run this session ({candidate} missing)")
+            continue
+        state = load_state(name)
+        session = _session_log(run_dir)
+        shipped = WEIGHTS / f"{name}.safetensors"
+        before, after = score(name, shipped), score(name, candidate)
+        promoted = after["mean"] > before["mean"]
+        state["steps"] += session["steps"]
+        state["cpu_seconds"] += session["cpu_seconds"]
+        state["learning_rate"] = session["learning_rate"]
+        state["sessions"].append({"date": today, "steps": session["steps"], "cpu_seconds": round(session["cpu_seconds"]),
+                                  "total_steps": state["steps"], "total_cpu_hours": round(state["cpu_seconds"] / 3600, 3),
+                                  "val_during_training": session["val"], "bundled_before": before,
+                                  "candidate": after, "promoted": promoted})
+        if promoted:
+            entry = manifest["models"][name]
+            steps = {**entry.get("steps", {}), "continued on the CPU (total)": state["steps"]}
+            wall = {**entry.get("wall_time", {}), "continued_cpu_hours": round(state["cpu_seconds"] / 3600, 2)}
+            metrics = [m for m in entry.get("metrics", []) if not m.get("metric", "").startswith("PSNR")]
+            extra = {k: v for k, v in entry.items() if k not in {"task", "scale", "default", "preset", "config", "repo_id",
+                                                                 "filename", "revision", "sha256", "size", "license",
+                                                                 "training_data"}}
+            extra.update(steps=steps, wall_time=wall, metrics=metrics + [
+                {"dataset": label, "metric": "PSNR", "value": round(value, 2)}
+                for label, value in after.items() if label != "mean"])
+            add_to_manifest(name, candidate, task=entry["task"], default=entry["default"], preset=entry["preset"],
+                            training_data=entry["training_data"] + "; continued on all of ../shared/data/train",
+                            extra=extra)
+            state["weights"] = f"src/hfpie/weights/{name}.safetensors"
+            (STATE / f"{name}.safetensors").unlink(missing_ok=True)
+        else:
+            shutil.copyfile(candidate, STATE / f"{name}.safetensors")
+            state["weights"] = f"training_state/{name}.safetensors"
+        (STATE / f"{name}.json").write_text(json.dumps(state, indent=2) + "\n")
+        print(f"{name}: bundled {before['mean']:.3f} dB, candidate {after['mean']:.3f} dB -> "
+              f"{'promoted' if promoted else 'kept the bundled weights'}; {session['steps']} steps, "
+              f"{session['cpu_seconds'] / 3600:.2f} CPU h", flush=True)
+        # `manifest` may be stale after add_to_manifest: re-read for the next model.
+        manifest = json.loads((ROOT / "weights_manifest.json").read_text())
+
+
+def curves(args: argparse.Namespace) -> None:
+    """Validation PSNR (promotion protocol, mean) against total CPU hours, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(MODELS), figsize=(4 * len(MODELS), 3.2))
+    lines = ["| model | session | steps | total CPU h | bundled before (dB) | candidate (dB) | promoted |",
+             "|---|---|---|---|---|---|---|"]
+    for axis, name in zip(axes, MODELS):
+        state = load_state(name)
+        hours = [0.0] + [s["total_cpu_hours"] for s in state["sessions"]]
+        values = ([state["sessions"][0]["bundled_before"]["mean"]] if state["sessions"] else []) + [
+            s["candidate"]["mean"] for s in state["sessions"]]
+        axis.plot(hours[: len(values)], values, "o-")
+        axis.set_title(name)
+        axis.set_xlabel("CPU hours of continued training")
+        axis.set_ylabel("mean val PSNR (dB)")
+        for s in state["sessions"]:
+            lines.append(f"| {name} | {s['date']} | {s['steps']} | {s['total_cpu_hours']:.2f} | "
+                         f"{s['bundled_before']['mean']:.3f} | {s['candidate']['mean']:.3f} | {'yes' if s['promoted'] else 'no'} |")
+    figure.tight_layout()
+    figure.savefig(args.output, dpi=110)
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in ("run", "slice", "finish", "curves"):
+        p = sub.add_parser(command)
+        p.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "continual")
+        p.add_argument("--models", nargs="*", default=None, choices=MODELS)
+        if command == "run":
+            p.add_argument("--hours", type=float, default=2.3)
+            p.add_argument("--slice-minutes", type=float, default=12.0)
+        if command in ("run", "slice"):
+            p.add_argument("--threads", type=int, default=2)
+        if command == "slice":
+            p.add_argument("--minutes", type=float, required=True)
+        if command == "curves":
+            p.add_argument("--output", type=Path, default=ROOT / "docs" / "training-curves.png")
+    args = parser.parse_args()
+    {"run": run, "slice": train_slice, "finish": finish, "curves": curves}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
