@@ -2,9 +2,10 @@
 """Run an hfpie model on a folder of 8-bit images, with the peer runners' calling convention.
 
 usage: hfpie_runner.py INPUT_FOLDER OUTPUT_FOLDER --model NAME_OR_PATH --task {denoise,deblur,sr,denoise-real}
-                       [--scale 4] [--tile N] [--timings T.json]
+                       [--scale 4] [--tile N] [--precision fp32|bf16|auto] [--timings T.json]
 
-Each image goes through :func:`hfpie.api.run_network` on the CPU in float32 (pad to the network's
+Each image goes through :func:`hfpie.api.run_network` on the CPU in ``--precision`` (default fp32;
+``auto`` is what users get: bf16 on CPUs with AMX / AVX-512 BF16) (pad to the network's
 multiple, whole image when it fits in memory, else tiles with the default halo), exactly as
 ``hfpie eval`` does; the output is rounded and clipped to uint8. Only that call is timed; the
 model is loaded and warmed up first. torch keeps its default number of threads.
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--timings", default=None)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     args = parser.parse_args()
     pairs = io.io_pairs(args.input, args.output)
     expected = args.scale if args.task == "sr" else 1
@@ -40,13 +42,13 @@ def main() -> None:
     if network.config.scale != expected:
         raise SystemExit(f"model {args.model} has scale {network.config.scale}; task {args.task} needs {expected}")
     side = max(2 * network.config.alignment, 32)
-    run_network(network, torch.rand(1, 3, side, side), device="cpu", half=False)  # warm-up
-    timings = io.Timings(f"hfpie {args.model}", args.timings)
+    run_network(network, torch.rand(1, 3, side, side), device="cpu", precision=args.precision)  # warm-up
+    timings = io.Timings(f"hfpie {args.model} ({args.precision})", args.timings)
     for source, target in pairs:
         pixels = io.read_u8(source)
         x = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
         start = time.perf_counter()
-        y = run_network(network, x, device="cpu", half=False, tile=args.tile)
+        y = run_network(network, x, device="cpu", precision=args.precision, tile=args.tile)
         seconds = time.perf_counter() - start
         output = y[0].permute(1, 2, 0).numpy()
         io.write_u8(target, io.to_u8(output))

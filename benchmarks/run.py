@@ -37,6 +37,7 @@ the hfpie rows and the degraded-input rows are always there.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import fnmatch
 import importlib.util
@@ -446,6 +447,7 @@ class HfpieModel:
     label: str
     spec: str | None  # model name or path; None: no pretrained model
     note: str = ""
+    precision: str = "fp32"
 
 
 def _model_label(spec: str) -> str:
@@ -455,8 +457,18 @@ def _model_label(spec: str) -> str:
     return spec
 
 
-def hfpie_models(case: Case, user_models: dict[str, list[str]]) -> list[HfpieModel]:
-    """The default model of the case's task (or a 'no pretrained model' row) and the user's models."""
+def hfpie_models(case: Case, user_models: dict[str, list[str]],
+                 precisions: Sequence[str] = ("fp32",)) -> list[HfpieModel]:
+    """The default model of the case's task (or a 'no pretrained model' row) and the user's models,
+    one row per precision (labelled with it when there are several)."""
+    rows = _hfpie_models(case, user_models)
+    if len(precisions) == 1:
+        return [dataclasses.replace(row, precision=precisions[0]) for row in rows]
+    return [dataclasses.replace(row, label=f"{row.label} ({precision})", precision=precision)
+            for row in rows for precision in precisions if row.spec is not None or precision == precisions[0]]
+
+
+def _hfpie_models(case: Case, user_models: dict[str, list[str]]) -> list[HfpieModel]:
     from hfpie.errors import HfpieError
     from hfpie.hub import find_entry, load_manifest
 
@@ -480,7 +492,7 @@ def hfpie_models(case: Case, user_models: dict[str, list[str]]) -> list[HfpieMod
 def hfpie_command(model: HfpieModel, prepared: Prepared, out: Path, timings: Path) -> list[str]:
     case = prepared.case
     command = [sys.executable, str(HERE / "hfpie_runner.py"), str(prepared.inputs), str(out), "--model", str(model.spec),
-               "--task", case.task, "--timings", str(timings)]
+               "--task", case.task, "--timings", str(timings), "--precision", model.precision]
     if case.task == "sr":
         command += ["--scale", str(case.scale)]
     return command
@@ -726,6 +738,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="also write every result as JSON")
     parser.add_argument("--threads", type=int, default=None,
                         help="set OMP_NUM_THREADS / MKL_NUM_THREADS for every method (default: torch's default)")
+    parser.add_argument("--hfpie-precision", nargs="+", default=["fp32", "auto"], choices=["fp32", "bf16", "auto"],
+                        help="run every hfpie model in each of these precisions (default: fp32 auto; auto = "
+                             "bf16 on CPUs with AMX / AVX-512 BF16)")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per method and set")
     parser.add_argument("--workdir", type=Path, default=None, help="keep inputs, outputs and logs here")
     parser.add_argument("--list-methods", action="store_true", help="list the method ids and exit")
@@ -813,7 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
             if case.task != "sr":
                 results.append(input_result(prepared))
-            for index, model in enumerate(hfpie_models(case, options.user_models)):
+            for index, model in enumerate(hfpie_models(case, options.user_models, options.hfpie_precision)):
                 if model.spec is None:
                     results.append(Result(case.id, case.task_label, case.dataset, case.metric, model.label, "hfpie",
                                           note=model.note))

@@ -16,7 +16,7 @@ each session restarts Adam from those weights at the recorded learning rate.
 count at the start of the session, so every session sees new patches.
 
 ``finish`` scores each model's latest EMA weights and the bundled ones on the full promotion protocol
-(below), copies the better into ``src/hfpie/weights/`` and the manifest, and writes the state.
+(below; for ``denoise-real`` the clean-photo check may not fall by more than 0.3 dB), copies the better into ``src/hfpie/weights/`` and the manifest, and writes the state.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ PROTOCOL = {
     "deblur": [("CBSD68 Gaussian 21x21 + sigma 2", "val/cbsd68", "deblur", {})],
     "denoise-real": [("PolyU real noise", "val/polyu_real_noise", "denoise-real", {})],
 }
+# name -> (label, folder, task, kwargs) of checks that must not fall by more than GUARD_DB.
+GUARDS = {
+    "denoise-real": [("CBSD68 clean photos (output vs input)", "val/cbsd68", "denoise", {"sigma": 0})],
+}
+GUARD_DB = 0.3
 
 
 def load_state(name: str) -> dict:
@@ -118,10 +123,10 @@ def score(name: str, weights: Path) -> dict[str, float]:
     torch.set_num_threads(2)
     network = load_network(weights).eval()
     result = {}
-    for label, folder, task, kwargs in PROTOCOL[name]:
+    for label, folder, task, kwargs in PROTOCOL[name] + GUARDS.get(name, []):
         summary = summarize(evaluate_folder(network, DATA / folder, task, **kwargs))
         result[label] = summary["psnr_y" if task == "sr" else "psnr_rgb"]
-    result["mean"] = float(np.mean(list(result.values())))
+    result["mean"] = float(np.mean([result[label] for label, *_ in PROTOCOL[name]]))
     return result
 
 
@@ -141,7 +146,8 @@ def finish(args: argparse.Namespace) -> None:
         session = _session_log(run_dir)
         shipped = WEIGHTS / f"{name}.safetensors"
         before, after = score(name, shipped), score(name, candidate)
-        promoted = after["mean"] > before["mean"]
+        promoted = after["mean"] > before["mean"] and all(
+            after[label] >= before[label] - GUARD_DB for label, *_ in GUARDS.get(name, []))
         state["steps"] += session["steps"]
         state["cpu_seconds"] += session["cpu_seconds"]
         state["learning_rate"] = session["learning_rate"]

@@ -17,6 +17,7 @@ from .errors import UnsupportedImageError
 from .hub import TASKS, load_model
 from .io import ImageFile, image_file_from_pil, read_image
 from .models import HFPIENet
+from .precision import resolve_precision
 from .tiling import TileSpec, pad_to_multiple, tiled_forward
 
 __all__ = [
@@ -51,6 +52,7 @@ def default_device() -> torch.device:
 
 
 def _bytes_per_pixel(network: HFPIENet, half: bool) -> float:
+    # ``half``: activations in a 16-bit precision (bf16 or fp16).
     """Peak activation memory per input pixel of a forward pass, with a margin.
 
     Measured on the CPU: the ``small`` preset (32 features) peaks at about 1.8 GB per megapixel.
@@ -95,6 +97,20 @@ def suggest_tile_batch(network: HFPIENet, device: torch.device, *, half: bool, w
     return int(max(1, min(16, fitting)))
 
 
+def _requested_precision(precision: str | None, half: bool | None, device: torch.device) -> str:
+    """The resolved precision of a call: ``precision`` if given, else the old ``half`` flag, else auto."""
+    if precision is None:
+        if half is None:
+            precision = "auto"
+        elif half:
+            precision = "fp16" if device.type == "cuda" else "bf16"
+        else:
+            precision = "fp32"
+    elif half is not None:
+        raise ValueError("pass precision= or the older half=, not both")
+    return resolve_precision(precision, device)
+
+
 def run_network(
     network: HFPIENet,
     image: torch.Tensor,
@@ -105,6 +121,7 @@ def run_network(
     half: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch: int | None = None,
+    precision: str | None = None,
 ) -> torch.Tensor:
     """Run ``network`` on an (N, C, H, W) float image in [0, 1] of any size; output on the CPU.
 
@@ -120,10 +137,16 @@ def run_network(
     Batch: tiles of one shape run this many at a time. ``None`` picks as many as fit in the memory
     budget on CUDA (at most 16; batched tiles keep a GPU busy) and 1 on the CPU, where batching
     does not pay (measured in docs/speed.md).
+
+    Precision: ``"auto"`` (the default) runs bfloat16 autocast on a CPU with AMX / AVX-512 BF16,
+    float16 autocast on CUDA and float32 elsewhere (:func:`hfpie.precision.resolve_precision`);
+    ``"fp32"``, ``"bf16"`` or ``"fp16"`` force one. 16-bit tiles with non-finite values are redone in
+    float32. ``half`` is the old flag: True means the device's 16-bit type, False "fp32".
     """
     config = network.config
     device = torch.device(device) if device is not None else next(network.parameters()).device
-    half = device.type == "cuda" if half is None else half
+    precision = _requested_precision(precision, half, device)
+    half = precision != "fp32"
     if halo is None or halo == "exact":
         radius = 10**9 if config.attention_window is None else config.receptive_radius()
         halo = radius if halo == "exact" else min(radius, DEFAULT_MAX_HALO)
@@ -139,8 +162,8 @@ def run_network(
     if batch is None:
         batch = suggest_tile_batch(network, device, half=half, window=tile + 2 * halo)
     with heap_reuse() if device.type == "cpu" else nullcontext():
-        output = tiled_forward(network, padded, spec, tile=tile, device=device, half=half, progress=progress,
-                               batch=batch)
+        output = tiled_forward(network, padded, spec, tile=tile, device=device, precision=precision,
+                               progress=progress, batch=batch)
     return output[..., : height * config.scale, : width * config.scale].clamp_(0.0, 1.0)
 
 
@@ -207,8 +230,22 @@ def _from_unit(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return x.astype(dtype)
 
 
+def _precision_for_input(network: HFPIENet, options: dict[str, Any], high_depth: bool) -> dict[str, Any]:
+    """``options`` with fp32 chosen for 16-bit and float inputs on the CPU when the precision is automatic.
+
+    bfloat16 keeps 8 significant bits: enough for 8-bit images (>= 50 dB against fp32, measured in
+    docs/speed.md), not for 16-bit or float data, so those stay float32 unless asked otherwise.
+    """
+    if not high_depth or options.get("precision") not in (None, "auto") or options.get("half") is not None:
+        return options
+    device = options.get("device")
+    device = torch.device(device) if device is not None else next(network.parameters()).device
+    return {**options, "precision": "fp32"} if device.type == "cpu" else options
+
+
 def enhance_image_file(image: ImageFile, network: HFPIENet, **options: Any) -> ImageFile:
     """Enhance decoded file pixels (see :func:`hfpie.io.read_image`); keeps bit depth and metadata."""
+    options = _precision_for_input(network, options, high_depth=image.bit_depth == 16)
     maximum = 65535.0 if image.bit_depth == 16 else 255.0
     stack = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
     array = np.concatenate(stack, axis=2).astype(np.float32) / maximum
@@ -273,6 +310,7 @@ def enhance(
     *,
     halo: int | str | None = None,
     tile_batch: int | None = None,
+    precision: str | None = None,
 ) -> Any:
     """Denoise, deblur or super-resolve an image.
 
@@ -286,11 +324,15 @@ def enhance(
             :class:`~hfpie.models.HFPIENet`; default: the task's default pretrained model.
         device: ``"cpu"``, ``"cuda"``, ``"mps"``...; default: the best available.
         tile: core side of tiles in input pixels; default: as large as the device's memory allows.
-        half: float16 autocast (non-finite tiles are redone in float32); default: on for CUDA only.
+        half: the older switch for 16-bit inference (True: the device's 16-bit type, False: fp32);
+            use ``precision``.
         progress: show a progress bar over tiles, or a callback ``f(done_pixels, total_pixels)``.
         halo: context around each tile: ``"exact"`` (the receptive radius: tiles give exactly the
             whole-image result), pixels, or None for the default cap (see :func:`run_network`).
         tile_batch: tiles run at once; default: as many as fit on CUDA, 1 on the CPU.
+        precision: ``"auto"`` (default: bfloat16 on CPUs with AMX / AVX-512 BF16, float16 on CUDA,
+            float32 elsewhere; 16-bit and float inputs stay float32 on the CPU), ``"fp32"``,
+            ``"bf16"`` or ``"fp16"``.
 
     Returns:
         The same type as ``image`` (a PIL image for a path), same dtype and value range; ``sr``
@@ -303,7 +345,7 @@ def enhance(
     """
     network = resolve_network(task, scale, model, device)
     options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress),
-                   batch=tile_batch)
+                   batch=tile_batch, precision=precision)
     if isinstance(image, (str, os.PathLike)):
         return _file_to_pil(enhance_image_file(read_image(image), network, **options))
     if isinstance(image, Image.Image):
@@ -313,6 +355,7 @@ def enhance(
             raise UnsupportedImageError(f"numpy images must be HxW or HxWxC with pixels, got shape {image.shape}")
         unit, dtype = _to_unit(image)
         x = (unit[..., None] if image.ndim == 2 else unit).permute(2, 0, 1)[None]
+        options = _precision_for_input(network, options, high_depth=dtype != np.uint8)
         y = _enhance_tensor(x, network, **options)[0].permute(1, 2, 0).numpy()
         return _from_unit(y[..., 0] if image.ndim == 2 else y, dtype)
     if isinstance(image, torch.Tensor):
@@ -321,6 +364,7 @@ def enhance(
                 f"tensors must be float CxHxW or NxCxHxW in [0, 1], got shape {tuple(image.shape)} of {image.dtype}"
             )
         x = image[None] if image.ndim == 3 else image
+        options = _precision_for_input(network, options, high_depth=True)
         y = _enhance_tensor(x.detach(), network, **options).to(device=image.device, dtype=image.dtype)
         return y[0] if image.ndim == 3 else y
     raise TypeError(

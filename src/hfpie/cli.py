@@ -36,7 +36,10 @@ OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file (on
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path (default: the task's model).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1, mps (default: best available).")]
 TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile core size in pixels (default: fit device memory).")]
-Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Disable float16 autocast on CUDA.")]
+Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Same as --precision fp32 (older spelling).")]
+PrecisionOpt = Annotated[str, typer.Option(
+    "--precision", help="auto (bf16 on CPUs with AMX/AVX-512 BF16, fp16 on CUDA, else fp32; 16-bit files "
+    "stay fp32 on the CPU), fp32, bf16 or fp16. See `hfpie info`.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (even an input).")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of input folders.")]
 
@@ -79,7 +82,7 @@ def _plan_outputs(inputs: list[tuple[Path, Path]], output: Path) -> list[tuple[P
 
 
 def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: str | None, device: str | None,
-             tile: int | None, fp32: bool, overwrite: bool, recursive: bool) -> None:
+             tile: int | None, fp32: bool, overwrite: bool, recursive: bool, precision: str = "auto") -> None:
     import torch
 
     from .api import _progress_callback, enhance_image_file
@@ -92,7 +95,12 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: s
         network = resolve_network(task, scale, model, device)
     except (HfpieError, ValueError) as error:
         raise _fail(str(error)) from None
-    half = False if fp32 else None
+    from .precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if fp32:
+        precision = "fp32"
     if device is not None:
         torch_device = torch.device(device)
     else:
@@ -110,7 +118,7 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: s
             if show_progress:
                 typer.echo(f"[{index}/{len(jobs)}] {source}", err=True)
             result = enhance_image_file(
-                image, network, device=torch_device, tile=tile, half=half, halo=None,
+                image, network, device=torch_device, tile=tile, precision=precision, halo=None,
                 progress=_progress_callback(show_progress),
             )
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,29 +135,58 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: s
 @app.command()
 def denoise(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
             tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
-            recursive: RecursiveOpt = False) -> None:
+            recursive: RecursiveOpt = False, precision: PrecisionOpt = "auto") -> None:
     """Remove noise. Example: hfpie denoise noisy.png -o clean.png"""
     _restore("denoise", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
-             overwrite=overwrite, recursive=recursive)
+             overwrite=overwrite, recursive=recursive, precision=precision)
 
 
 @app.command()
 def deblur(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
            tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
-           recursive: RecursiveOpt = False) -> None:
+           recursive: RecursiveOpt = False, precision: PrecisionOpt = "auto") -> None:
     """Remove blur (blind). Example: hfpie deblur blurry.jpg -o sharp.jpg"""
     _restore("deblur", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
-             overwrite=overwrite, recursive=recursive)
+             overwrite=overwrite, recursive=recursive, precision=precision)
 
 
 @app.command()
 def sr(inputs: InputsArg, output: OutputOpt,
        scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor.")] = 4,
        model: ModelOpt = None, device: DeviceOpt = None, tile: TileOpt = None, fp32: Fp32Opt = False,
-       overwrite: OverwriteOpt = False, recursive: RecursiveOpt = False) -> None:
+       overwrite: OverwriteOpt = False, recursive: RecursiveOpt = False, precision: PrecisionOpt = "auto") -> None:
     """Super-resolve (upscale). Example: hfpie sr small.png --scale 4 -o large.png"""
     _restore("sr", inputs, output, scale=scale, model=model, device=device, tile=tile, fp32=fp32,
-             overwrite=overwrite, recursive=recursive)
+             overwrite=overwrite, recursive=recursive, precision=precision)
+
+
+@app.command()
+def info() -> None:
+    """Show the machine facts that decide how hfpie runs: torch, threads, devices, precision."""
+    import platform
+
+    import torch
+
+    from .precision import cpu_bf16_flags, cpu_has_fast_bf16, resolve_precision
+
+    typer.echo(f"hfpie {_version()}, torch {torch.__version__}, Python {platform.python_version()}")
+    typer.echo(f"cpu: {platform.machine()}, {torch.get_num_threads()} threads, "
+               f"bf16 flags: {', '.join(cpu_bf16_flags()) or 'none'}, "
+               f"fast bf16: {'yes' if cpu_has_fast_bf16() else 'no'} -> precision auto = {resolve_precision('auto', 'cpu')}")
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            typer.echo(f"cuda:{index}: {torch.cuda.get_device_name(index)} -> precision auto = fp16")
+    else:
+        typer.echo("cuda: not available")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hfpie")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 @app.command("models")

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .precision import autocast
+
 __all__ = ["TileSpec", "forward_tile", "pad_to_multiple", "tile_cores", "tiled_forward"]
 
 
@@ -69,15 +71,27 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def forward_tile(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, half: bool) -> torch.Tensor:
-    """One forward pass in inference mode; with ``half``, under float16 autocast with an fp32 retry.
+def _precision_of(precision: str | None, half: bool | None) -> str:
+    """``precision``, or the deprecated ``half`` flag (True: "fp16") when it is not given."""
+    if precision is not None:
+        if half is not None and (precision != "fp32") != half:
+            raise ValueError(f"half={half} contradicts precision={precision!r}; pass precision only")
+        return precision
+    return "fp16" if half else "fp32"
 
-    A half-precision output that holds NaN or inf (overflow) is recomputed in float32, so the caller
-    always receives finite values when the float32 model gives them.
+
+def forward_tile(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, precision: str | None = None,
+                 half: bool | None = None) -> torch.Tensor:
+    """One forward pass in inference mode, in ``precision`` ("fp32", "bf16" or "fp16" autocast).
+
+    A 16-bit output that holds NaN or inf (overflow) is recomputed in float32, so the caller always
+    receives finite values when the float32 model gives them. ``half=True`` is the old spelling of
+    ``precision="fp16"``.
     """
+    precision = _precision_of(precision, half)
     with torch.inference_mode():
-        if half:
-            with torch.autocast(device_type=x.device.type, dtype=torch.float16):
+        if precision != "fp32":
+            with autocast(precision, x.device):
                 output = model(x)
             output = output.float()
             if bool(torch.isfinite(output).all()):
@@ -96,7 +110,8 @@ def tiled_forward(
     *,
     tile: int | None,
     device: torch.device | str = "cpu",
-    half: bool = False,
+    precision: str | None = None,
+    half: bool | None = None,
     min_tile: int = 64,
     progress: Callable[[int, int], None] | None = None,
     batch: int = 1,
@@ -111,7 +126,8 @@ def tiled_forward(
         tile: core side in input pixels (rounded up to ``spec.alignment``); None runs the whole image
             at once.
         device: where the model runs; windows are copied there one batch at a time.
-        half: float16 autocast with float32 fallback for non-finite tiles.
+        precision: "fp32" (default), or "bf16" / "fp16" autocast with a float32 retry of non-finite
+            tiles (see :func:`forward_tile`); ``half=True`` is the old spelling of "fp16".
         min_tile: smallest core side tried after out-of-memory errors before giving up.
         progress: called as ``progress(done_pixels, total_pixels)`` after each core.
         batch: run up to this many tiles of the same window shape in one forward pass (the interior
@@ -130,6 +146,7 @@ def tiled_forward(
     if height % spec.multiple_of or width % spec.multiple_of:
         raise ValueError(f"image size {height}x{width} is not a multiple of {spec.multiple_of}; use pad_to_multiple")
     device = torch.device(device)
+    precision = _precision_of(precision, half)
     scale = spec.scale
     halo = _round_up(spec.halo, spec.alignment)
     total = height * width
@@ -158,7 +175,7 @@ def tiled_forward(
         try:
             views = [image[..., rt:rb, rl:rr] for rt, rb, rl, rr in windows]
             stacked = views[0] if len(views) == 1 else torch.cat(views)  # one window: no host copy
-            result = forward_tile(model, stacked.to(device, non_blocking=True), half=half)
+            result = forward_tile(model, stacked.to(device, non_blocking=True), precision=precision)
         except RuntimeError as error:
             if not _is_out_of_memory(error):
                 raise

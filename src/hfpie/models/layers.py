@@ -65,6 +65,29 @@ def local_average(x: torch.Tensor, window: int | None) -> torch.Tensor:
     )
 
 
+def multiply_add(base: torch.Tensor, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``base + x * weights``: one fused pass in reduced precision, two float32 passes (bit-stable fp32).
+
+    The fused ``addcmul`` rounds once instead of twice, which changes float32 results in the last bit;
+    float32 keeps the two-step form so that its outputs stay exactly what they were.
+    """
+    if x.dtype == torch.float32 and base.dtype == torch.float32:
+        return base + x * weights
+    return torch.addcmul(base, x, weights)
+
+
+def _like_layout(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """In reduced precision, ``values`` in the memory layout of ``reference`` (channels-last or not),
+    so that elementwise operations between full-resolution maps run on matching strides (mixed
+    layouts run several times slower). Float32 keeps the layout it always had: bilinear
+    interpolation in another layout rounds differently, and float32 outputs must not change."""
+    if values.dtype == torch.float32:
+        return values
+    if reference.dim() == 4 and reference.is_contiguous(memory_format=torch.channels_last) and not reference.is_contiguous():
+        return values.contiguous(memory_format=torch.channels_last)
+    return values.contiguous()
+
+
 def expand_to_pixels(values: torch.Tensor, window: int | None, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear interpolation of per-cell values (from :func:`local_average`) back to ``size`` pixels.
 
@@ -87,9 +110,13 @@ class ChannelAttention(nn.Module):
         self.squeeze = nn.Conv2d(num_features, hidden, 1)
         self.excite = nn.Conv2d(hidden, num_features, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pixel_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention weight of every channel at every pixel (broadcastable to ``x``)."""
         weights = torch.sigmoid(self.excite(F.relu(self.squeeze(local_average(x, self.window)))))
-        return x * expand_to_pixels(weights, self.window, x.shape[-2:])
+        return expand_to_pixels(_like_layout(weights, x), self.window, x.shape[-2:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.pixel_weights(x)
 
 
 class RCAB(nn.Module):
@@ -102,7 +129,8 @@ class RCAB(nn.Module):
         self.attention = ChannelAttention(num_features, reduction=reduction, window=window)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.attention(self.conv2(F.relu(self.conv1(x))))
+        features = self.conv2(F.relu(self.conv1(x), inplace=True))
+        return multiply_add(x, features, self.attention.pixel_weights(features))
 
 
 class FeatureAttention(nn.Module):
@@ -129,23 +157,31 @@ class FeatureAttention(nn.Module):
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
 
-    def attention_weights(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """Weights of shape (N, num_inputs, C, H, W), or (N, num_inputs, C, 1, 1) with global pooling."""
+    def _coarse_weights(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """Softmax weights on the pooling grid: (N, num_inputs, C, h, w)."""
         if len(inputs) != self.num_inputs:
             raise ValueError(f"expected {self.num_inputs} feature maps, got {len(inputs)}")
-        pooled = torch.stack([local_average(x, self.window) for x in inputs], dim=1)  # N,K,C,H,W
+        pooled = torch.stack([local_average(x, self.window) for x in inputs], dim=1)  # N,K,C,h,w
         n, k, c, h, w = pooled.shape
         logits = self.conv(pooled.reshape(n, 1, k, c * h * w)).reshape(n, k, c, h, w)
-        weights = torch.softmax(logits, dim=1).reshape(n, k * c, h, w)
+        return torch.softmax(logits, dim=1)
+
+    def attention_weights(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """Weights of shape (N, num_inputs, C, H, W), or (N, num_inputs, C, 1, 1) with global pooling."""
+        weights = self._coarse_weights(inputs)
         # Bilinear interpolation is a convex combination: the weights still sum to one.
-        weights = expand_to_pixels(weights, self.window, inputs[0].shape[-2:])
-        return weights.reshape(n, k, c, *weights.shape[-2:])
+        return torch.stack([expand_to_pixels(weights[:, i], self.window, inputs[0].shape[-2:])
+                            for i in range(self.num_inputs)], dim=1)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        weights = self.attention_weights(inputs)
-        output = weights[:, 0] * inputs[0]
-        for index in range(1, self.num_inputs):
-            output = output + weights[:, index] * inputs[index]
+        weights = self._coarse_weights(inputs)
+        size = inputs[0].shape[-2:]
+        output: torch.Tensor | None = None
+        for index, x in enumerate(inputs):
+            # Each input's weights are expanded in that input's memory layout (see _like_layout).
+            pixel_weights = expand_to_pixels(_like_layout(weights[:, index], x), self.window, size)
+            output = x * pixel_weights if output is None else multiply_add(output, pixel_weights, x)
+        assert output is not None
         return output
 
 
