@@ -226,14 +226,15 @@ def enhance_image_file(image: ImageFile, network: HFPIENet, **options: Any) -> I
 
 
 def resolve_network(task: str, scale: int, model: str | os.PathLike[str] | HFPIENet | None,
-                    device: torch.device | str | None) -> HFPIENet:
-    """The network for ``task`` (a given module, a model name or path, or the task's default)."""
+                    device: torch.device | str | None, *, revision: str | None = None) -> HFPIENet:
+    """The network for ``task`` (a given module, a model name, path or Hub id, or the task's default)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if isinstance(model, HFPIENet):
         network = model
     else:
-        network = load_model(model if model is not None else task, scale=scale if task == "sr" else None, device=device)
+        network = load_model(model if model is not None else task, scale=scale if task == "sr" else None,
+                             device=device, revision=revision)
     expected = scale if task == "sr" else 1
     if network.config.scale != expected:
         raise ValueError(
@@ -273,6 +274,7 @@ def enhance(
     *,
     halo: int | str | None = None,
     tile_batch: int | None = None,
+    revision: str | None = None,
 ) -> Any:
     """Denoise, deblur or super-resolve an image.
 
@@ -282,8 +284,10 @@ def enhance(
             Grey images are processed as RGB and returned grey; alpha is kept (resized for ``sr``).
         task: ``"denoise"``, ``"deblur"`` or ``"sr"``.
         scale: super-resolution factor (``sr`` only).
-        model: a model name, a path to a ``.safetensors`` file / exported folder, or an
-            :class:`~hfpie.models.HFPIENet`; default: the task's default pretrained model.
+        model: a bundled model name (``hfpie models``), a path to a ``.safetensors`` file / exported
+            folder, a Hugging Face Hub repository ``"owner/repo"`` or ``"owner/repo@revision"``
+            written by ``hfpie hub-export``, or an :class:`~hfpie.models.HFPIENet`; default: the
+            task's default pretrained model.
         device: ``"cpu"``, ``"cuda"``, ``"mps"``...; default: the best available.
         tile: core side of tiles in input pixels; default: as large as the device's memory allows.
         half: float16 autocast (non-finite tiles are redone in float32); default: on for CUDA only.
@@ -291,6 +295,7 @@ def enhance(
         halo: context around each tile: ``"exact"`` (the receptive radius: tiles give exactly the
             whole-image result), pixels, or None for the default cap (see :func:`run_network`).
         tile_batch: tiles run at once; default: as many as fit on CUDA, 1 on the CPU.
+        revision: branch, tag or commit of a Hub ``model`` (default: ``main``).
 
     Returns:
         The same type as ``image`` (a PIL image for a path), same dtype and value range; ``sr``
@@ -301,7 +306,7 @@ def enhance(
         >>> clean = enhance("noisy.png", task="denoise")  # doctest: +SKIP
         >>> clean.save("clean.png")                         # doctest: +SKIP
     """
-    network = resolve_network(task, scale, model, device)
+    network = resolve_network(task, scale, model, device, revision=revision)
     options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress),
                    batch=tile_batch)
     if isinstance(image, (str, os.PathLike)):
