@@ -233,6 +233,14 @@ def test_missing_repository_revision_or_hfpie_files_are_one_line_errors(hub_env:
         with pytest.raises(ModelNotFoundError, match=message) as error:
             load_model(model, device="cpu")
         assert "\n" not in str(error.value)
+    from safetensors.torch import save_file  # another library's repository: config.json, weights without metadata
+
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    hub_env.files[("someone/other", COMMIT_A, "config.json")] = b'{"model_type": "bert"}'
+    hub_env.files[("someone/other", COMMIT_A, "model.safetensors")] = (tmp_path / "other.safetensors").read_bytes()
+    hub_env.refs[("someone/other", "main")] = COMMIT_A
+    with pytest.raises(WeightsIntegrityError, match="carries no network config.*not an hfpie model"):
+        load_model("someone/other", device="cpu")
     assert not list((tmp_path / "hf_home" / "hub").glob("models--someone--raw/snapshots/*/model.safetensors"))
 
 
@@ -327,6 +335,10 @@ def test_cli_download_force_while_offline_is_a_one_line_error(hub_env: FakeHub, 
         line = _one_line_error(_cli("download", model, "--force"))
         assert "HF_HUB_OFFLINE is set" in line and "leave out --force" in line
     assert not hub_env.requests
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    line = _one_line_error(_cli("download", "someone/toy", "--force"))
+    assert "downloading it again failed" in line and "hfpie download someone/toy --force" in line
 
 
 def test_cli_hub_export_of_a_pickle_or_missing_file_is_a_one_line_error(tmp_path: Path) -> None:

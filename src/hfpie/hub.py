@@ -182,9 +182,10 @@ def model_source(model: str | os.PathLike[str], revision: str | None = None) -> 
         ModelNotFoundError: ``model`` is none of the three.
         ValueError: ``revision`` given for a name or path, or differing from the one in the id.
     """
+    manifest = load_manifest()
     if isinstance(model, os.PathLike):
         source = ModelSource("path", os.fspath(model))
-    elif model in TASKS or model in (manifest := load_manifest()):
+    elif model in TASKS or model in manifest:
         source = ModelSource("manifest", model)
     elif Path(model).exists() or model.endswith(".safetensors"):
         source = ModelSource("path", model)
@@ -263,6 +264,15 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost exception that ``error`` wraps (huggingface_hub wraps the network error)."""
+    seen = {id(error)}
+    while (inner := error.__cause__ or error.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
+    return error
+
+
 def _hub_download(repo_id: str, filename: str, revision: str, *, force: bool, what: str, retry: str,
                   missing_file: str) -> Path:
     """:func:`huggingface_hub.hf_hub_download` with its errors turned into one-line hfpie errors.
@@ -292,7 +302,7 @@ def _hub_download(repo_id: str, filename: str, revision: str, *, force: bool, wh
             library_name="hfpie",
         ))
     except LocalEntryNotFoundError as error:  # before EntryNotFoundError: it is a subclass
-        reason = "because HF_HUB_OFFLINE is set" if _offline() else f"({_first_line(error)})"
+        reason = "because HF_HUB_OFFLINE is set" if _offline() else f"({_first_line(_root_cause(error))})"
         raise NoPretrainedWeightsError(
             f"{what}: not in the local cache {_hub_cache_dir()}, and it cannot be downloaded {reason}. "
             f"Connect to the network and run `{retry}`, or pass a local file with model=PATH."
@@ -319,6 +329,13 @@ def _hub_download(repo_id: str, filename: str, revision: str, *, force: bool, wh
         raise NoPretrainedWeightsError(
             f"{what}: the Hub could not serve it ({_first_line(error)}). "
             f"Try `{retry}` again later, or pass a local file with model=PATH."
+        ) from None
+    except ValueError as error:  # a forced download whose request failed
+        if not force:
+            raise
+        raise NoPretrainedWeightsError(
+            f"{what}: downloading it again failed ({_first_line(_root_cause(error))}). Check the connection and run "
+            f"`{retry} --force` again; the copy already in the cache, if any, is still used without --force."
         ) from None
 
 
@@ -406,11 +423,8 @@ def _read_folder_config(folder: Path) -> dict[str, Any] | None:
         info = json.loads(config_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise WeightsIntegrityError(f"{config_file} is not valid JSON ({error}); re-export or re-download it.") from None
-    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
-        raise ModelNotFoundError(
-            f"{config_file} holds no hfpie network config (no \"config\" object): {folder} is not an hfpie model. "
-            "Write hfpie folders and Hub repositories with `hfpie hub-export MODEL FOLDER`."
-        )
+    if not isinstance(info, dict):
+        raise WeightsIntegrityError(f"{config_file} holds no JSON object; re-export or re-download it.")
     return info
 
 
@@ -431,7 +445,7 @@ def _resolve_local(path: Path) -> tuple[Path, dict[str, Any] | None]:
             f"{weights} does not match the sha256 in its config.json (expected {expected}): the file is corrupted or "
             "was replaced. Download it again (`hfpie download owner/repo --force` for a Hub model) or re-export it."
         )
-    return weights, info["config"]
+    return weights, info.get("config")  # None: another library's config.json; the weights' metadata may hold it
 
 
 def load_network(
@@ -452,7 +466,8 @@ def load_network(
         config = json.loads(metadata["config"])
     if config is None:
         raise WeightsIntegrityError(
-            f"{path} carries no network config in its metadata; pass config=HFPIEConfig(...) explicitly."
+            f"{path} carries no network config, neither in its metadata nor in a config.json written by "
+            "`hfpie hub-export` beside it: it is not an hfpie model, or pass config=HFPIEConfig(...) explicitly."
         )
     if isinstance(config, dict):
         config = HFPIEConfig.from_dict(config)
