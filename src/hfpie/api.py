@@ -263,14 +263,15 @@ def enhance_image_file(image: ImageFile, network: HFPIENet, **options: Any) -> I
 
 
 def resolve_network(task: str, scale: int, model: str | os.PathLike[str] | HFPIENet | None,
-                    device: torch.device | str | None) -> HFPIENet:
-    """The network for ``task`` (a given module, a model name or path, or the task's default)."""
+                    device: torch.device | str | None, *, revision: str | None = None) -> HFPIENet:
+    """The network for ``task`` (a given module, a model name, path or Hub id, or the task's default)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if isinstance(model, HFPIENet):
         network = model
     else:
-        network = load_model(model if model is not None else task, scale=scale if task == "sr" else None, device=device)
+        network = load_model(model if model is not None else task, scale=scale if task == "sr" else None,
+                             device=device, revision=revision)
     expected = scale if task == "sr" else 1
     if network.config.scale != expected:
         raise ValueError(
@@ -311,6 +312,7 @@ def enhance(
     halo: int | str | None = None,
     tile_batch: int | None = None,
     precision: str | None = None,
+    revision: str | None = None,
 ) -> Any:
     """Denoise, deblur or super-resolve an image.
 
@@ -320,8 +322,10 @@ def enhance(
             Grey images are processed as RGB and returned grey; alpha is kept (resized for ``sr``).
         task: ``"denoise"``, ``"deblur"`` or ``"sr"``.
         scale: super-resolution factor (``sr`` only).
-        model: a model name, a path to a ``.safetensors`` file / exported folder, or an
-            :class:`~hfpie.models.HFPIENet`; default: the task's default pretrained model.
+        model: a bundled model name (``hfpie models``), a path to a ``.safetensors`` file / exported
+            folder, a Hugging Face Hub repository ``"owner/repo"`` or ``"owner/repo@revision"``
+            written by ``hfpie hub-export``, or an :class:`~hfpie.models.HFPIENet`; default: the
+            task's default pretrained model.
         device: ``"cpu"``, ``"cuda"``, ``"mps"``...; default: the best available.
         tile: core side of tiles in input pixels; default: as large as the device's memory allows.
         half: the older switch for 16-bit inference (True: the device's 16-bit type, False: fp32);
@@ -333,6 +337,7 @@ def enhance(
         precision: ``"auto"`` (default: bfloat16 on CPUs with AMX / AVX-512 BF16, float16 on CUDA,
             float32 elsewhere; 16-bit and float inputs stay float32 on the CPU), ``"fp32"``,
             ``"bf16"`` or ``"fp16"``.
+        revision: branch, tag or commit of a Hub ``model`` (default: ``main``).
 
     Returns:
         The same type as ``image`` (a PIL image for a path), same dtype and value range; ``sr``
@@ -343,7 +348,7 @@ def enhance(
         >>> clean = enhance("noisy.png", task="denoise")  # doctest: +SKIP
         >>> clean.save("clean.png")                         # doctest: +SKIP
     """
-    network = resolve_network(task, scale, model, device)
+    network = resolve_network(task, scale, model, device, revision=revision)
     options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress),
                    batch=tile_batch, precision=precision)
     if isinstance(image, (str, os.PathLike)):

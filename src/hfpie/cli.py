@@ -33,7 +33,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 # Reusable option types.
 InputsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file (one input) or folder.")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name or .safetensors path (default: the task's model).")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Bundled model name (see `hfpie models`), .safetensors file or exported folder, or Hugging "
+    "Face Hub repository owner/repo[@revision] (default: the task's model).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1, mps (default: best available).")]
 TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile core size in pixels (default: fit device memory).")]
 Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Same as --precision fp32 (older spelling).")]
@@ -191,43 +193,69 @@ def _version() -> str:
 
 @app.command("models")
 def models_command() -> None:
-    """List the pretrained models and where their weights are."""
-    from .hub import bundled_path, list_models
+    """List the pretrained models: task, licence, Hub repository and revision, bundled file."""
+    from .hub import LOSS_NETWORK_TASK, bundled_path, list_models
 
     entries = list_models()
     if not entries:
         typer.echo("No pretrained models are listed in this installation's weights manifest.")
         return
-    typer.echo(f"{'name':<14} {'task':<8} {'scale':>5} {'default':>7} {'size':>9}  source")
+    rows = [("name", "task", "scale", "default", "size", "licence", "hub repository@revision", "bundled copy")]
     for entry in entries:
-        source = "bundled" if bundled_path(entry) else f"hub: {entry.repo_id}"
-        typer.echo(f"{entry.name:<14} {entry.task:<8} {entry.scale:>5} {'yes' if entry.default else '':>7} "
-                   f"{entry.size / 1e6:>7.2f}MB  {source}")
+        bundled = bundled_path(entry)
+        revision = entry.revision[:12] if len(entry.revision) == 40 else entry.revision
+        rows.append((
+            entry.name, "loss-net*" if entry.task == LOSS_NETWORK_TASK else entry.task, str(entry.scale),
+            "yes" if entry.default else "", f"{entry.size / 1e6:.2f}MB", entry.license,
+            f"{entry.repo_id}@{revision}", str(bundled) if bundled else "not bundled: downloaded from the Hub when used",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    if any(entry.task == LOSS_NETWORK_TASK for entry in entries):
+        typer.echo(f"\n* task {LOSS_NETWORK_TASK!r}: the high-pass filtering loss network used in training "
+                   "(hfpie[train]), not an image model.")
+    typer.echo("Also loadable: a .safetensors file or exported folder, and any Hub repository written by "
+               "`hfpie hub-export`, as -m owner/repo[@revision].")
 
 
 @app.command()
-def download(model: Annotated[str, typer.Argument(help="Model name (see `hfpie models`).")],
+def download(model: Annotated[str, typer.Argument(help="Model name (see `hfpie models`) or Hub repository owner/repo[@revision].")],
              force: Annotated[bool, typer.Option("--force", help="Download again even if cached.")] = False) -> None:
-    """Download a model's weights from the Hugging Face Hub into the local cache and verify them."""
-    from .hub import download_weights, find_entry
+    """Download a model from the Hugging Face Hub into its local cache, verify it and print where it is.
+
+    Examples: hfpie download sr-x4; hfpie download someone/hfpie-denoise@v1.0
+    """
+    from .hub import download_repo, download_weights, find_entry, model_source
 
     try:
-        path = download_weights(find_entry(model), use_bundled=False, force=force)
-    except HfpieError as error:
+        source = model_source(model)
+        if source.kind == "path":
+            raise _fail(f"{model} is a local path: there is nothing to download")
+        if source.kind == "hub":
+            path = download_repo(source.name, source.revision, force=force)
+        else:
+            path = download_weights(find_entry(model), use_bundled=False, force=force)
+    except (HfpieError, ValueError) as error:
         raise _fail(str(error)) from None
     typer.echo(str(path))
 
 
 @app.command("hub-export")
-def hub_export(model: Annotated[str, typer.Argument(help="Model name or .safetensors path.")],
+def hub_export(model: Annotated[str, typer.Argument(help="Model name, .safetensors file or exported folder.")],
                folder: Annotated[Path, typer.Argument(help="Folder to write the Hub repository into.")],
+               repo_id: Annotated[Optional[str], typer.Option("--repo-id", help="Hub repository the folder will be uploaded to, for the card's usage example (default: the model's repository in the manifest).")] = None,
                overwrite: OverwriteOpt = False) -> None:
-    """Write an upload-ready Hub folder: model.safetensors, config.json and a README.md model card."""
+    """Write an upload-ready Hub folder: model.safetensors, config.json and a README.md model card.
+
+    Example: hfpie hub-export runs/denoise/final.safetensors out/ --repo-id me/hfpie-denoise;
+    then `hf upload me/hfpie-denoise out/` and `hfpie denoise in.png -m me/hfpie-denoise -o out.png`.
+    """
     from .export import export_hub_folder
 
     try:
-        export_hub_folder(model, folder, overwrite=overwrite)
-    except (HfpieError, ValueError, FileExistsError) as error:
+        export_hub_folder(model, folder, overwrite=overwrite, repo_id=repo_id)
+    except (HfpieError, ValueError, OSError) as error:
         raise _fail(str(error)) from None
     typer.echo(f"wrote {folder}")
 

@@ -1,16 +1,23 @@
-"""``hfpie hub-export``: an upload-ready Hugging Face Hub folder with a model card."""
+"""``hfpie hub-export``: an upload-ready Hugging Face Hub folder with a model card.
+
+The folder holds ``model.safetensors`` (the weights, byte for byte), ``config.json`` (the network
+config, the task and the sha256 of the weights, checked when the model is loaded) and ``README.md``,
+a model card whose YAML metadata follows the Hub's specification: ``license``, ``library_name``,
+``pipeline_tag``, ``tags``, ``datasets`` (training data), ``metrics`` and a ``model-index`` of the
+PSNR / SSIM evaluations. Speed and other measurements go in the card's text only.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
-
-from .hub import ModelEntry, download_weights, find_entry, load_network
+from .errors import ModelNotFoundError
+from .hub import LOSS_NETWORK_TASK, ModelEntry, download_weights, find_entry, load_network, sha256_of
 
 __all__ = ["export_hub_folder", "model_card"]
 
@@ -18,130 +25,291 @@ _TASK_TEXT = {
     "denoise": "blind colour image denoising",
     "deblur": "blind image deblurring",
     "sr": "single-image super-resolution",
-    "hpf": "high-pass filtering loss network (training asset)",
+    LOSS_NETWORK_TASK: "high-pass filtering loss network (a training asset, not an image model)",
 }
+_TASK_TAG = {"denoise": "image-denoising", "deblur": "image-deblurring", "sr": "super-resolution",
+             LOSS_NETWORK_TASK: "loss-network"}
+_EVALUATION_METRICS = ("psnr", "ssim")
+"""Metric types of the model-index: image quality against the ground truth (speed is not one)."""
+_TRAINING_DATASETS = {  # how a data set is spelled in the manifest's training_data -> its id in the card
+    "BSDS": "bsds500", "Sun-Hays": "sun-hays-80", "LIVE1": "live1", "T91": "t91", "DIV2K": "div2k",
+    "Flickr2K": "flickr2k", "SIDD": "sidd", "PolyU": "polyu",
+}
+_LOCAL_PATH = re.compile(r"(?<![\w.])(?:\.{1,2}/|~/|/(?=[\w.]))[^\s,;()]*:?\s*")
+_CONFIG_FILE = re.compile(r"(?<![\w./])configs/[\w./-]+\.toml")
 
 
-def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: ModelEntry | None) -> str:
-    """README.md text of a Hub repository: YAML metadata (with model-index) and a description."""
-    from huggingface_hub import EvalResult, ModelCardData
+def _public(text: str) -> str:
+    """``text`` without local paths (``../shared/data/train: BSDS400`` -> ``BSDS400``)."""
+    return _LOCAL_PATH.sub("", str(text)).strip()
 
-    extra = entry.extra if entry is not None else {}
-    metrics = extra.get("metrics", [])
-    eval_results = [
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _metric_kind(metric: dict[str, Any]) -> str:
+    """``"evaluation"`` (PSNR / SSIM with a number), ``"speed"`` (seconds per megapixel) or ``"other"``."""
+    name = str(metric["metric"])
+    if name.startswith("s/MP"):
+        return "speed"
+    head = name.split()[0].lower() if name.split() else ""
+    if head in _EVALUATION_METRICS and isinstance(metric["value"], (int, float)):
+        return "evaluation"
+    return "other"
+
+
+def _channel(metric_name: str) -> str:
+    words = metric_name.split()
+    return "Y" if "Y" in words[1:] else "RGB"
+
+
+def _metric_label(metric_name: str) -> str:
+    """``"PSNR RGB"`` -> ``"PSNR (RGB)"``; other names unchanged."""
+    words = metric_name.split()
+    if len(words) == 2 and words[1] in {"RGB", "Y"}:
+        return f"{words[0]} ({words[1]})"
+    return metric_name
+
+
+def _eval_results(task: str, scale: int, metrics: list[dict[str, Any]]) -> list[Any]:
+    from huggingface_hub import EvalResult
+
+    border = scale if task == "sr" else 0
+    return [
         EvalResult(
             task_type="image-to-image",
-            task_name=_TASK_TEXT.get(task, task),
-            dataset_type=m["dataset"].lower().replace(" ", "-"),
+            task_name=_TASK_TEXT.get(task, task).capitalize(),
+            dataset_type=_slug(m["dataset"]),
             dataset_name=m["dataset"],
             dataset_config=m.get("condition"),
-            metric_type=m["metric"].lower(),
-            metric_name=m["metric"] + (f" ({m['condition']})" if m.get("condition") else ""),
+            dataset_split="test",
+            metric_type=str(m["metric"]).split()[0].lower(),
+            metric_name=_metric_label(str(m["metric"])),
             metric_value=m["value"],
+            metric_args={"channel": _channel(str(m["metric"])), "crop_border": border},
         )
-        for m in metrics
+        for m in metrics if _metric_kind(m) == "evaluation"
     ]
+
+
+def _training_datasets(training_data: str) -> list[str]:
+    return [dataset_id for spelling, dataset_id in _TRAINING_DATASETS.items() if spelling in training_data]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _format_steps(steps: Any) -> str:
+    if isinstance(steps, dict):
+        total = sum(v for v in steps.values() if isinstance(v, int))
+        stages = "; ".join(f"{_public(stage)}: {count}" for stage, count in steps.items())
+        return f"{total} in all ({stages})"
+    return _public(steps)
+
+
+def _format_compute(wall_time: Any) -> str:
+    if not isinstance(wall_time, dict):
+        return _public(wall_time)
+    parts = []
+    for device in ("cpu", "gpu"):
+        amount = ""
+        if f"{device}_hours" in wall_time:
+            amount = f"{wall_time[f'{device}_hours']} h"
+        elif f"{device}_seconds" in wall_time:
+            amount = f"{wall_time[f'{device}_seconds']} s"
+        if amount:
+            where = f" on {_public(wall_time[device])}" if device in wall_time else ""
+            parts.append(f"{device.upper()}: {amount}{where}")
+    known = {"cpu", "gpu", "cpu_hours", "gpu_hours", "cpu_seconds", "gpu_seconds"}
+    parts += [f"{key}: {_public(value)}" for key, value in wall_time.items() if key not in known]
+    return "; ".join(parts)
+
+
+def _format_recipe(commands: Any) -> str:
+    commands = [str(c) for c in _as_list(commands)]
+    configs = list(dict.fromkeys(match for c in commands for match in _CONFIG_FILE.findall(c)))
+    tools = list(dict.fromkeys(m.group(0) for c in commands if (m := re.search(r"hfpie [\w-]+", c))))
+    if not commands:
+        return ""
+    described = ", ".join(f"`{tool}`" for tool in tools) or "hfpie's trainer"
+    if configs:
+        described += " with the configs " + ", ".join(f"`{c}`" for c in configs) + " of the hfpie repository"
+    return f"{len(commands)} stage(s) of {described}; the exact commands are recorded in hfpie's weights manifest."
+
+
+def _introduction(task: str, scale: int) -> str:
+    paper = "(High-Frequency aware Perceptual Image Enhancement, Roh & Kang, arXiv 2105.11711)"
+    library = "the [hfpie](https://pypi.org/project/hfpie/) library"
+    if task == LOSS_NETWORK_TASK:
+        return (f"The high-pass filtering loss network of HFPIE {paper}, as trained by {library}: a small CNN that "
+                "reproduces an FFT high-pass filter, whose features serve as a loss when training hfpie's image "
+                "models. A training asset, not an image model.")
+    return (f"{_TASK_TEXT.get(task, task).capitalize()}{f' (x{scale})' if task == 'sr' else ''} with the HFPIE "
+            f"network {paper}, as implemented by {library}.")
+
+
+def _protocol(task: str, scale: int) -> str:
+    if task == LOSS_NETWORK_TASK:
+        return "Measured on held-out patches against the FFT high-pass target the network was trained to match."
+    if task == "sr":
+        return (f"Protocol (as `hfpie eval` computes it): 8-bit inputs; PSNR and SSIM on the Y channel with {scale} "
+                "pixels cropped at each border.")
+    return "Protocol (as `hfpie eval` computes it): 8-bit inputs; PSNR and SSIM on RGB over the whole image."
+
+
+def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _usage(name: str, task: str, scale: int, repo_id: str, bundled: bool) -> str:
+    if task == LOSS_NETWORK_TASK:
+        return ("```python\nfrom huggingface_hub import hf_hub_download\n"
+                "from hfpie.training.highpass import HighPassLoss, load_highpass_net\n\n"
+                f'loss_fn = HighPassLoss(load_highpass_net(hf_hub_download("{repo_id}", "model.safetensors")))\n'
+                "loss = loss_fn(output, target)  # (N, 3, H, W) in [0, 1]\n```\n\n"
+                "or in a training config (`pip install hfpie[train]`): `hpf_weight = 1.0` with `hpf_checkpoint` "
+                "set to the downloaded file.")
+    arguments = f'task="sr", scale={scale}' if task == "sr" else f'task="{task}"'
+    command = f"hfpie sr input.png --scale {scale}" if task == "sr" else f"hfpie {task} input.png"
+    text = (f'```python\nfrom hfpie import enhance\n\noutput = enhance("input.png", {arguments}, model="{repo_id}")\n```'
+            f"\n\nor on the command line: `{command} -m {repo_id} -o output.png`. Add `@revision` to the id "
+            "(a branch, tag or commit) to pin a version.")
+    if bundled:
+        text += f' `pip install hfpie` also bundles these weights offline as `model="{name}"`.'
+    return text
+
+
+def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: ModelEntry | None,
+               repo_id: str | None = None) -> str:
+    """README.md text of a Hub repository: YAML metadata (with model-index) and a description.
+
+    Args:
+        name: the model's name; ``task`` and ``scale`` as in the manifest; ``config`` the network config.
+        entry: the manifest entry (training data, metrics, limitations), or None for another checkpoint.
+        repo_id: the Hub repository the folder goes to (default: the entry's, else ``your-name/hfpie-NAME``),
+            used in the usage example.
+    """
+    from huggingface_hub import ModelCardData
+
+    extra = entry.extra if entry is not None else {}
+    repo_id = repo_id or (entry.repo_id if entry is not None else f"your-name/hfpie-{name}")
+    metrics = list(extra.get("metrics", []))
+    training_data = _public(entry.training_data) if entry is not None and entry.training_data else ""
+    image_model = task != LOSS_NETWORK_TASK
+    eval_results = _eval_results(task, scale, metrics) if image_model else []
     data = ModelCardData(
         license=(entry.license if entry else "mit").lower(),
         library_name="hfpie",
-        pipeline_tag="image-to-image",
-        tags=["image-restoration", task, "hfpie", "pytorch", "safetensors"],
+        pipeline_tag="image-to-image" if image_model else None,
+        tags=["hfpie", "image-restoration" if image_model else "training-asset", _TASK_TAG.get(task, task),
+              "pytorch", "safetensors"],
+        datasets=_training_datasets(training_data) or None,
+        metrics=sorted({result.metric_type for result in eval_results}) or None,
         model_name=f"hfpie-{name}",
         eval_results=eval_results or None,
     )
-    rows = "\n".join(
-        f"| {m['dataset']} | {m.get('condition', '')} | {m['metric']} | {m['value']} |" for m in metrics
-    ) or "| - | - | - | not measured yet |"
-    usage_task = f'task="sr", scale={scale}' if task == "sr" else f'task="{task}"'
-    command = f"hfpie sr input.png --scale {scale} -o output.png" if task == "sr" else f"hfpie {task} input.png -o output.png"
-    if task == "hpf":
-        usage = ("```python\nfrom hfpie.hub import download_weights, find_entry\n"
-                 "from hfpie.training.highpass import HighPassLoss, load_highpass_net\n\n"
-                 f'loss_fn = HighPassLoss(load_highpass_net(download_weights(find_entry("{name}"))))\n'
-                 "loss = loss_fn(output, target)  # (N, 3, H, W) in [0, 1]\n```\n\n"
-                 "or in a training config: `hpf_weight = 1.0` with `hpf_checkpoint` set to this file.")
-    else:
-        usage = (f'```python\nfrom hfpie import enhance\noutput = enhance("input.png", {usage_task}, model="{name}")\n```'
-                 f"\n\nor on the command line: `{command}`")
-    body = f"""
-# hfpie-{name}
 
-{_TASK_TEXT.get(task, task).capitalize()}{f" (x{scale})" if task == "sr" else ""} with the HFPIE network
-(High-Frequency aware Perceptual Image Enhancement, Roh & Kang, arXiv 2105.11711), as implemented by the
-[hfpie](https://pypi.org/project/hfpie/) library.
-
-## Usage
-
-{usage}
-
-## Training
-
-- Data: {entry.training_data if entry and entry.training_data else "see the hfpie repository"}
-- Degradation: {extra.get("degradation", "see the hfpie repository")}
-- Command: `{extra.get("training_command", "n/a")}`
-- Steps: {extra.get("steps", "n/a")}; wall time: {extra.get("wall_time", "n/a")}
-
-## Metrics
-
-| data set | condition | metric | value |
-|---|---|---|---|
-{rows}
-
-Protocol: 8-bit inputs; PSNR on RGB for restoration, on Y with `crop_border = scale` for SR
-(see hfpie's docs/model-zoo.md).
-
-## Network
-
-```json
-{json.dumps(config, indent=2)}
-```
-
-## Intended use
-
-{extra.get("intended_use", "Restoring natural photographs with the degradation it was trained on (see Training).")}
-
-## Limitations
-{"".join(chr(10) + "- " + item for item in extra.get("limitations", []))}
-- Trained on a small set of natural photographs on a CPU budget: expect weaker results on
-  degradations outside the training distribution (other noise types, motion blur, heavy JPEG).
-- Restoration models do not hallucinate missing detail; the output can look smooth at high noise.
-- Not for medical, forensic or evidential use.
-"""
-    return f"---\n{data.to_yaml()}\n---\n{body}"
+    evaluation = [(m["dataset"], m.get("condition", ""), _metric_label(str(m["metric"])), m["value"])
+                  for m in metrics if _metric_kind(m) == "evaluation"]
+    speed = [(m["dataset"], m.get("condition", ""), m["value"]) for m in metrics if _metric_kind(m) == "speed"]
+    other = [(m["dataset"], m.get("condition", ""), m["metric"], m["value"]) for m in metrics
+             if _metric_kind(m) == "other"]
+    sections = [
+        f"# hfpie-{name}",
+        _introduction(task, scale),
+        "## Usage",
+        _usage(name, task, scale, repo_id, bundled=entry is not None),
+        "## Training",
+        "\n".join(f"- {label}: {value}" for label, value in [
+            ("Data", training_data or "not recorded for this checkpoint"),
+            ("Steps", _format_steps(extra["steps"]) if "steps" in extra else ""),
+            ("Compute", _format_compute(extra["wall_time"]) if "wall_time" in extra else ""),
+            ("Recipe", _format_recipe(extra.get("training_command"))),
+        ] if value),
+        "## Evaluation",
+        (_table(evaluation, ("data set", "condition", "metric", "value")) if evaluation else "Not measured yet.")
+        + "\n\n" + _protocol(task, scale),
+    ]
+    if speed:
+        label = next((str(m["metric"])[len("s/MP"):].strip(" ()") for m in metrics if _metric_kind(m) == "speed"), "")
+        sections += ["## Speed", _table(speed, ("data set", "condition", f"seconds per megapixel ({label})"))]
+    if other:
+        sections += ["## Other measurements", _table(other, ("data set", "condition", "measure", "value"))]
+    limitations = [_public(item) for item in _as_list(extra.get("limitations"))]
+    limitations += [
+        "Trained on a small set of natural photographs on a small compute budget: expect weaker results on "
+        "degradations outside the training distribution (other noise types, motion blur, heavy JPEG).",
+        "Restoration models do not hallucinate missing detail; the output can look smooth at high noise.",
+        "Not for medical, forensic or evidential use.",
+    ] if image_model else []
+    sections += [
+        "## Network",
+        "The network config (also in `config.json`):\n\n```json\n" + json.dumps(config, indent=2) + "\n```",
+        "## Intended use",
+        _public(extra.get("intended_use", "Restoring natural photographs with the degradation it was trained on "
+                                          "(see Training).")),
+        "## Limitations",
+        "\n".join(f"- {item}" for item in limitations) or "- A training asset: not meant to restore images.",
+    ]
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
 
 
-def export_hub_folder(model: str | os.PathLike[str], folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+def _read_local(path: Path) -> tuple[Path, str, str, int, dict[str, Any]]:
+    """(weights file, name, task, scale, config) of a local ``.safetensors`` file or exported folder."""
+    from .hub import _read_checkpoint, _read_folder_config
+
+    if path.is_dir():
+        network = load_network(path)  # checks the folder, its config.json and the sha256 it records
+        info = _read_folder_config(path) or {}
+        name = info.get("name", path.name)
+        task = info.get("task", "sr" if network.config.scale > 1 else "denoise")
+        return path / "model.safetensors", name, task, network.config.scale, network.config.to_dict()
+    _, metadata = _read_checkpoint(path)  # a one-line error for pickles and other non-safetensors files
+    from .training.highpass import HIGHPASS_NET_FORMAT, load_highpass_net
+
+    if metadata.get("format") == HIGHPASS_NET_FORMAT:
+        return path, path.stem, LOSS_NETWORK_TASK, 1, load_highpass_net(path).config.to_dict()
+    network = load_network(path)
+    task = metadata.get("task", "sr" if network.config.scale > 1 else "denoise")
+    return path, metadata.get("name", path.stem), task, network.config.scale, network.config.to_dict()
+
+
+def export_hub_folder(model: str | os.PathLike[str], folder: str | os.PathLike[str], *, overwrite: bool = False,
+                      repo_id: str | None = None) -> Path:
     """Write ``model.safetensors``, ``config.json`` and ``README.md`` for the Hub into ``folder``.
 
-    ``model`` is a manifest name (its verified weights are copied) or a ``.safetensors`` path whose
-    metadata holds the config. The card is parsed back with :class:`huggingface_hub.ModelCard`.
+    ``model`` is a manifest name (its verified weights are copied), a ``.safetensors`` path whose
+    metadata holds the config, or a folder written by this function. ``repo_id`` is the repository
+    the folder will be uploaded to (for the card's usage example). Upload with
+    ``hf upload OWNER/REPO FOLDER``; then ``enhance(..., model="OWNER/REPO")`` loads it.
     """
-    from huggingface_hub import ModelCard
-
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{folder} is not empty; pass --overwrite to replace its files")
     entry: ModelEntry | None = None
-    if Path(model).exists():
-        weights = Path(model)
-        with safe_open(str(weights), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
-        network = load_network(weights)
-        name = metadata.get("name", weights.stem)
-        task = metadata.get("task", "sr" if network.config.scale > 1 else "denoise")
+    if isinstance(model, os.PathLike) or Path(model).exists():
+        weights, name, task, scale, config = _read_local(Path(model))
+    elif str(model).endswith((".safetensors", ".pth", ".pt", ".bin", ".ckpt")):
+        raise ModelNotFoundError(f"{model} does not exist; give an existing weights file, exported folder or model name.")
     else:
         entry = find_entry(str(model))
         weights = download_weights(entry)
-        name, task = entry.name, entry.task
-        if task == "hpf":  # the high-pass loss network: a training asset with its own config
+        name, task, scale = entry.name, entry.task, entry.scale
+        if task == LOSS_NETWORK_TASK:  # the high-pass loss network: a training asset with its own config
             from .training.highpass import load_highpass_net
 
             config = load_highpass_net(weights).config.to_dict()
-            return _write_folder(folder, weights, name, task, 1, config, model_card(name, task, 1, config, entry))
-        network = load_network(weights, entry.config or None)
-    config = network.config.to_dict()
-    card = model_card(name, task, network.config.scale, config, entry)
-    return _write_folder(folder, weights, name, task, network.config.scale, config, card)
+        else:
+            network = load_network(weights, entry.config or None)
+            config, scale = network.config.to_dict(), network.config.scale
+    card = model_card(name, task, scale, config, entry, repo_id)
+    return _write_folder(folder, weights, name, task, scale, config, card)
 
 
 def _write_folder(folder: Path, weights: Path, name: str, task: str, scale: int, config: dict[str, Any],
@@ -150,10 +318,12 @@ def _write_folder(folder: Path, weights: Path, name: str, task: str, scale: int,
 
     ModelCard(card)  # raises if the YAML metadata or model-index is malformed
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights, folder / "model.safetensors")
+    target = folder / "model.safetensors"
+    if not (target.exists() and target.resolve() == weights.resolve()):  # re-exporting a folder in place
+        shutil.copyfile(weights, target)
     (folder / "config.json").write_text(
         json.dumps({"library_name": "hfpie", "name": name, "task": task, "scale": scale,
-                    "config": config}, indent=2) + "\n"
+                    "sha256": sha256_of(target), "config": config}, indent=2) + "\n"
     )
     (folder / "README.md").write_text(card)
     return folder
