@@ -6,7 +6,7 @@ Run on a machine with a CUDA GPU::
 
 Each model is loaded from the shipped weights when they exist (``--models denoise sr-x4``), else
 built from a preset (``--presets small:1 small:4``) with random weights: speed does not depend on
-the weight values. For every image size the script times ``hfpie.api.run_network`` (the path
+the weight values. For every image size the script times ``hfpie.runner.run_network`` (the path
 ``enhance()`` takes: host image in, host image out, padding, tiling) after warm-up runs, with
 ``torch.cuda.synchronize`` around the timed region, and records the peak GPU memory. It also
 reports the largest difference between the fp16 and fp32 outputs (on the 8-bit scale).
@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from hfpie.api import run_network  # noqa: E402
+from hfpie.runner import run_network  # noqa: E402
 from hfpie.models import HFPIENet, config_from_preset  # noqa: E402
 from hfpie.models.inference import optimize_for_inference  # noqa: E402
 

@@ -4,7 +4,7 @@
 usage: hfpie_runner.py INPUT_FOLDER OUTPUT_FOLDER --model NAME_OR_PATH --task {denoise,deblur,sr,denoise-real}
                        [--scale 4] [--tile N] [--precision fp32|bf16|auto] [--timings T.json]
 
-Each image goes through :func:`hfpie.api.run_network` on the CPU in ``--precision`` (default fp32;
+Each image goes through :func:`hfpie.runner.run_network` on the CPU in ``--precision`` (default fp32;
 ``auto`` is what users get: bf16 on CPUs with AMX / AVX-512 BF16) (pad to the network's
 multiple, whole image when it fits in memory, else tiles with the default halo), exactly as
 ``hfpie eval`` does; the output is rounded and clipped to uint8. Only that call is timed; the
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import runner_common as io
-from hfpie.api import run_network
+from hfpie.runner import run_network
 from hfpie.hub import load_model
 
 

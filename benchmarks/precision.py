@@ -4,7 +4,7 @@
     python benchmarks/precision.py [--max-images 20] [--json docs/precision.json]
 
 For each model the validation protocol of docs/benchmarks.md is run twice through
-:func:`hfpie.api.run_network` on the CPU, once in ``fp32`` and once in ``bf16`` (the ``auto`` choice
+:func:`hfpie.runner.run_network` on the CPU, once in ``fp32`` and once in ``bf16`` (the ``auto`` choice
 on CPUs with AMX / AVX-512 BF16), alternating per image so that both see the same machine load.
 Reported per model: PSNR of the 8-bit bf16 output against the 8-bit fp32 output (the bar: >= 50 dB),
 the largest difference in 8-bit levels, the PSNR of each against the ground truth (bar: within
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hfpie.api import run_network
+from hfpie.runner import run_network
 from hfpie.hub import load_manifest, load_model
 from hfpie.precision import cpu_has_fast_bf16
 from hfpie.training.datasets import ImageFolderPairs

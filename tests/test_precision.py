@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-from hfpie import api, enhance, hub, precision
+from hfpie import api, enhance, hub, precision, runner
 from hfpie.cli import app
 from hfpie.models import HFPIENet
 from hfpie.models.layers import RCAB, FeatureAttention, expand_to_pixels, local_average
@@ -105,13 +105,13 @@ def test_auto_keeps_float32_for_16_bit_and_float_inputs_on_the_cpu(
         monkeypatch: pytest.MonkeyPatch, array: np.ndarray, expected: str) -> None:
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
     seen: list[str] = []
-    original = api.tiled_forward
+    original = runner.tiled_forward
 
     def spy(*args, **kwargs):
         seen.append(kwargs["precision"])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(api, "tiled_forward", spy)
+    monkeypatch.setattr(runner, "tiled_forward", spy)
     enhance(array, model=make_network(), device="cpu")
     assert seen == [expected]
 

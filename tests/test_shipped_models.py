@@ -66,14 +66,32 @@ def test_default_cpu_tiles_match_the_whole_image(monkeypatch: pytest.MonkeyPatch
     _shipped("denoise")
     import torch
 
-    from hfpie import api
+    from hfpie import api, runner
 
-    monkeypatch.setattr(api, "CPU_TILE", 64)  # the real 512 needs a 0.4 MP image: same code, slower test
+    monkeypatch.setattr(runner, "CPU_TILE", 64)  # the real 512 needs a 0.4 MP image: same code, slower test
     network = hub.load_model("denoise", device="cpu")
     photo = np.array(Image.open(ROOT / "examples" / "noisy.png").convert("RGB"))  # 256 x 256 > one (64 + 2 x 64)^2 window
     image = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
     calls: list[int] = []
-    tiled = api.run_network(network, image, device="cpu", progress=lambda done, total: calls.append(done))
-    whole = api.run_network(network, image, device="cpu", tile=256)
+    tiled = api.run_network(network, image, device="cpu", progress=lambda done, total: calls.append(done),
+                            precision="fp32")
+    whole = api.run_network(network, image, device="cpu", tile=256, precision="fp32")
     assert len(calls) == 16  # 64 px cores: 4 rows x 4 columns
     assert (tiled - whole).abs().max() < 1e-4
+
+
+def test_bf16_tiles_stay_within_one_8_bit_level_of_the_whole_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under bf16 the default tiles and halo still change no pixel by more than one 8-bit level."""
+    _shipped("denoise")
+    import torch
+
+    from hfpie import api, runner
+
+    monkeypatch.setattr(runner, "CPU_TILE", 64)
+    network = hub.load_model("denoise", device="cpu")
+    photo = np.array(Image.open(ROOT / "examples" / "noisy.png").convert("RGB"))
+    image = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
+    tiled = api.run_network(network, image, device="cpu", precision="bf16")
+    whole = api.run_network(network, image, device="cpu", tile=256, precision="bf16")
+    levels = (torch.round(tiled * 255) - torch.round(whole * 255)).abs()
+    assert levels.max() <= 1

@@ -36,6 +36,7 @@ from safetensors.torch import load_file
 
 from .errors import ModelNotFoundError, NoPretrainedWeightsError, WeightsIntegrityError
 from .models import HFPIEConfig, HFPIENet, optimize_for_inference
+from .runner import default_device
 
 __all__ = [
     "HUB_FILES",
@@ -516,8 +517,6 @@ def load_model(
         >>> network = load_model("denoise")                          # doctest: +SKIP
         >>> network = load_model("someone/hfpie-denoise@v1.0")       # doctest: +SKIP
     """
-    from .api import default_device  # local import: api imports this module
-
     device = torch.device(device) if device is not None else default_device()
     source = model_source(name_or_task, revision)
     if source.kind == "path":

@@ -108,13 +108,14 @@ def tiled_forward(
     image: torch.Tensor,
     spec: TileSpec,
     *,
-    tile: int | None,
+    tile: int,
     device: torch.device | str = "cpu",
     precision: str | None = None,
     half: bool | None = None,
     min_tile: int = 64,
     progress: Callable[[int, int], None] | None = None,
-    batch: int = 1,
+    tile_batch: int = 1,
+    batch: int | None = None,
 ) -> torch.Tensor:
     """Run ``model`` over ``image`` tile by tile and stitch the output cores.
 
@@ -123,16 +124,16 @@ def tiled_forward(
         image: (N, C, H, W) float tensor on the CPU; H and W multiples of ``spec.multiple_of``
             (use :func:`pad_to_multiple` first).
         spec: scale, multiple_of, alignment and halo of the model.
-        tile: core side in input pixels (rounded up to ``spec.alignment``); None runs the whole image
-            at once.
+        tile: core side in input pixels (rounded up to ``spec.alignment``); the image's longer side
+            runs it whole. (The automatic choice is :func:`hfpie.runner.plan_run`'s.)
         device: where the model runs; windows are copied there one batch at a time.
         precision: "fp32" (default), or "bf16" / "fp16" autocast with a float32 retry of non-finite
             tiles (see :func:`forward_tile`); ``half=True`` is the old spelling of "fp16".
         min_tile: smallest core side tried after out-of-memory errors before giving up.
         progress: called as ``progress(done_pixels, total_pixels)`` after each core.
-        batch: run up to this many tiles of the same window shape in one forward pass (the interior
-            tiles of an image all share one shape). Out-of-memory errors halve the batch before
-            they shrink the tiles.
+        tile_batch: run up to this many tiles of the same window shape in one forward pass (the
+            interior tiles of an image all share one shape). Out-of-memory errors halve it before
+            they shrink the tiles. ``batch`` is its older name.
 
     Returns:
         (N, C', H * scale, W * scale) float32 tensor on the CPU.
@@ -152,11 +153,12 @@ def tiled_forward(
     total = height * width
     done = 0
     output: torch.Tensor | None = None
-    current_tile = max(height, width) if tile is None else _round_up(max(tile, 1), spec.alignment)
+    current_tile = _round_up(max(tile, 1), spec.alignment)
     min_tile = _round_up(min_tile, spec.alignment)
 
+    batch = tile_batch if batch is None else batch
     if batch < 1:
-        raise ValueError(f"batch must be >= 1 tile, got {batch}")
+        raise ValueError(f"tile_batch must be >= 1 tile, got {batch}")
 
     def window_of(core: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         top, bottom, left, right = core

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..api import run_network
+from ..runner import run_network
 from ..models import HFPIENet
 from .datasets import ImageFolderPairs
 from .metrics import lpips_distance, psnr, ssim

@@ -38,7 +38,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from ..api import run_network
+from ..runner import run_network
 from ..hub import load_network
 from ..models import HFPIENet
 from ..precision import autocast, cpu_has_fast_bf16
