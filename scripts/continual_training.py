@@ -131,7 +131,7 @@ def score(name: str, weights: Path) -> dict[str, float]:
 
 
 def finish(args: argparse.Namespace) -> None:
-    from hfpie.training.release import add_to_manifest
+    from release import add_to_manifest
 
     STATE.mkdir(exist_ok=True)
     manifest = json.loads((ROOT / "weights_manifest.json").read_text())

@@ -13,12 +13,12 @@ import argparse
 import json
 from pathlib import Path
 
-from hfpie.training.release import add_to_manifest
+from release import add_to_manifest
 
 DATA = ("../shared/data/train: BSDS400 (BSDS500 train+val minus the 100 BSD100 test images, so no CBSD68), "
         "Sun-Hays 80, LIVE1 (29), T91; GPU stages without LIVE1")
 H200 = "one NVIDIA H200 shared by 9 concurrent runs (round 1) / 3 runs (round 2) / 5 runs (round 3)"
-ROUND3 = ("RUNS/gpu3 (scripts/gpu_round3.sh, configs/gpu/*.toml with ../shared paths pointed at a data copy): "
+ROUND3 = ("RUNS/gpu3 (scripts/train_gpu.sh, configs/gpu/*.toml with ../shared paths pointed at a data copy): "
           "hfpie train configs/gpu/{config} time_limit_s=420 {overrides} --run-dir RUNS/gpu3/{name}")
 
 MODELS = {

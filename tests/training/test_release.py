@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import sys
+
 from conftest import make_network, save_checkpoint
 from hfpie.hub import load_network, sha256_of
 from hfpie.training.highpass import HighPassNet, save_highpass_net
-from hfpie.training.release import add_to_manifest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from release import add_to_manifest  # noqa: E402  (a repository script, not part of the package)
 
 
 def test_add_to_manifest_bundles_and_describes_the_weights(tmp_path: Path) -> None:

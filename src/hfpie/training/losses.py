@@ -43,7 +43,6 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "CharbonnierLoss",
     "DEFAULT_BLUR_KERNEL_SIZE",
     "DEFAULT_BLUR_SIGMA",
     "DEFAULT_GMS_THRESHOLD",
@@ -54,8 +53,6 @@ __all__ = [
     "GradientMagnitudeSimilarity",
     "HardGMSMask",
     "L1Loss",
-    "MaskedLoss",
-    "PrewittGradientMagnitude",
     "SoftGMSMask",
     "charbonnier_loss",
     "dilate",
@@ -543,65 +540,6 @@ class L1Loss(nn.Module):
         self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         return l1_loss(output, target, mask)
-
-
-class CharbonnierLoss(nn.Module):
-    """Module form of :func:`charbonnier_loss`.
-
-    Args:
-        epsilon: smoothing constant, in image units.
-
-    Shape:
-        output, target: (N, C, H, W); mask: (N, 1, H, W) or (N, C, H, W) -> ().
-    """
-
-    def __init__(self, epsilon: float = 1e-3) -> None:
-        super().__init__()
-        if epsilon <= 0:
-            raise ValueError(f"epsilon must be positive, got {epsilon}")
-        self.epsilon = epsilon
-
-    def forward(
-        self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return charbonnier_loss(output, target, mask, epsilon=self.epsilon)
-
-    def extra_repr(self) -> str:
-        return f"epsilon={self.epsilon}"
-
-
-class MaskedLoss(nn.Module):
-    """Module form of :func:`masked_loss`.
-
-    Args:
-        base: ``"l1"``, ``"mse"`` or ``"charbonnier"``.
-
-    Shape:
-        output, target: (N, C, H, W); mask: (N, 1, H, W) or (N, C, H, W) -> ().
-    """
-
-    def __init__(self, base: Literal["l1", "mse", "charbonnier"] = "l1") -> None:
-        super().__init__()
-        if base not in ("l1", "mse", "charbonnier"):
-            raise ValueError(f"base must be 'l1', 'mse' or 'charbonnier', got {base!r}")
-        self.base = base
-
-    def forward(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return masked_loss(output, target, mask, base=self.base)
-
-    def extra_repr(self) -> str:
-        return f"base={self.base!r}"
-
-
-class PrewittGradientMagnitude(nn.Module):
-    """Module form of :func:`prewitt_gradient_magnitude`; RGB input is converted to BT.601 luma first.
-
-    Shape:
-        images: (N, 3, H, W) or (N, 1, H, W) -> (N, 1, H, W).
-    """
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return prewitt_gradient_magnitude(rgb_to_luma(images))
 
 
 class GradientMagnitudeSimilarity(nn.Module):

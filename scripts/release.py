@@ -1,6 +1,6 @@
 """Ship a trained checkpoint: bundle it in the package and list it in ``weights_manifest.json``.
 
-    python -m hfpie.training.release denoise ../runs/denoise/best.safetensors --task denoise \
+    python scripts/release.py denoise ../runs/denoise/best.safetensors --task denoise \
         --training-data "..." --training-command "..." --steps 7000 --wall-time "2.0 h" --metrics metrics.json
 
 The weights are re-saved (float32, config and name in the metadata) to
@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from ..hub import load_network, sha256_of
-from .trainer import export_weights
+from hfpie.hub import load_network, sha256_of
+from hfpie.training.trainer import export_weights
 
 __all__ = ["add_to_manifest"]
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _same_weights(path: Path, network: Any, metadata: dict[str, str]) -> bool:
@@ -54,7 +54,7 @@ def add_to_manifest(name: str, weights: str | Path, *, task: str, default: bool 
     """
     target = root / "src" / "hfpie" / "weights" / f"{name}.safetensors"
     if task == "hpf":
-        from .highpass import load_highpass_net
+        from hfpie.training.highpass import load_highpass_net
 
         shutil.copyfile(weights, target)
         scale, config = 1, load_highpass_net(target).config.to_dict()
