@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .cpu_memory import HEAP_REUSE_MEMORY_FACTOR, heap_reuse, heap_reuse_enabled
-from .errors import UnsupportedImageError
+from .errors import DeviceNotAvailableError, NonFiniteOutputError, UnsupportedImageError
 from .hub import TASKS, load_model
 from .io import ImageFile, image_file_from_pil, read_image
 from .models import HFPIENet
@@ -22,9 +22,11 @@ from .tiling import TileSpec, pad_to_multiple, tiled_forward
 __all__ = [
     "CPU_TILE",
     "DEFAULT_MAX_HALO",
+    "available_devices",
     "default_device",
     "enhance",
     "enhance_image_file",
+    "resolve_device",
     "resolve_network",
     "run_network",
     "suggest_tile_size",
@@ -48,6 +50,35 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def available_devices() -> list[str]:
+    """The devices present here: ``cpu``, then ``cuda:0``, ``cuda:1``... and ``mps`` where they exist."""
+    devices = ["cpu"] + [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device`` as a torch.device (None: :func:`default_device`), checked to exist on this machine.
+
+    Raises:
+        DeviceNotAvailableError: a name torch does not know (``"gpu"``), or a device absent here
+            (``"cuda"`` without CUDA, ``"cuda:1"`` with one GPU, ``"mps"`` off Apple silicon).
+    """
+    if device is None:
+        return default_device()
+    present = available_devices()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceNotAvailableError(f"unknown device {device!r}; devices here: {', '.join(present)}") from None
+    if resolved.type in {"cuda", "mps"}:
+        name = f"cuda:{resolved.index or 0}" if resolved.type == "cuda" else "mps"
+        if name not in present:
+            raise DeviceNotAvailableError(f"device {device!r} is not available; devices here: {', '.join(present)}")
+    return resolved
 
 
 def _bytes_per_pixel(network: HFPIENet, half: bool) -> float:
@@ -141,20 +172,25 @@ def run_network(
     with heap_reuse() if device.type == "cpu" else nullcontext():
         output = tiled_forward(network, padded, spec, tile=tile, device=device, half=half, progress=progress,
                                batch=batch)
-    return output[..., : height * config.scale, : width * config.scale].clamp_(0.0, 1.0)
+    output = output[..., : height * config.scale, : width * config.scale]
+    if not bool(torch.isfinite(output).all()):
+        raise NonFiniteOutputError(
+            "the network gave NaN or infinite values" + (" in float16 and again in float32" if half else "")
+            + "; its weights are probably damaged: load the model file again (or retrain)"
+        )
+    return output.clamp_(0.0, 1.0)
 
 
 # --- conversions between the caller's image type and (N, 3, H, W) float tensors ---------------------
 
-def _file_to_pil(image: ImageFile) -> Image.Image:
+def _file_to_pil_or_array(image: ImageFile) -> Image.Image | np.ndarray:
+    """A PIL image, or, for 16-bit colour or 16-bit grey with alpha (which no PIL mode holds), an
+    HxWxC uint16 array (RGB, RGBA or grey+alpha)."""
     if image.bit_depth == 16:
         if image.is_grey and image.alpha is None:
             return Image.fromarray(image.pixels[..., 0])
-        image = ImageFile(
-            pixels=np.round(image.pixels / 257.0).astype(np.uint8),
-            alpha=None if image.alpha is None else np.round(image.alpha / 257.0).astype(np.uint8),
-            format=image.format,
-        )
+        channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
+        return np.concatenate(channels, axis=2)
     channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
     array = np.concatenate(channels, axis=2)
     pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
@@ -189,12 +225,26 @@ def _enhance_tensor(x: torch.Tensor, network: HFPIENet, **options: Any) -> torch
     return _merge_channels(restored, None if alpha is None else alpha.float().cpu(), grey, network.config.scale)
 
 
+_UNIT_TOLERANCE = 0.5 / 255
+"""Float images may stray this far outside [0, 1] (half an 8-bit level: rounding) without being refused."""
+
+
+def _check_unit_range(low: float, high: float, kind: str) -> None:
+    """Refuse float pixels outside [0, 1] (or NaN): clipping them would silently give a white or black image."""
+    if not (-_UNIT_TOLERANCE <= low and high <= 1 + _UNIT_TOLERANCE):  # false for NaN too
+        raise UnsupportedImageError(
+            f"{kind} images must hold values in [0, 1], got {low:g} to {high:g}; "
+            "divide 0-255 data by 255 (0-65535 data by 65535) first"
+        )
+
+
 def _to_unit(array: np.ndarray) -> tuple[torch.Tensor, np.dtype]:
     if array.dtype == np.uint8:
         return torch.from_numpy(array.astype(np.float32) / 255.0), array.dtype
     if array.dtype == np.uint16:
         return torch.from_numpy(array.astype(np.float32) / 65535.0), array.dtype
     if np.issubdtype(array.dtype, np.floating):
+        _check_unit_range(float(array.min()), float(array.max()), "numpy float")
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), array.dtype
     raise UnsupportedImageError(f"numpy images must be uint8, uint16 or float in [0, 1], got {array.dtype}")
 
@@ -230,6 +280,7 @@ def resolve_network(task: str, scale: int, model: str | os.PathLike[str] | HFPIE
     """The network for ``task`` (a given module, a model name or path, or the task's default)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    device = resolve_device(device)
     if isinstance(model, HFPIENet):
         network = model
     else:
@@ -279,7 +330,8 @@ def enhance(
     Args:
         image: a file path, a PIL image, a numpy array (HxW or HxWxC with C = 1, 2, 3 or 4; uint8,
             uint16 or float in [0, 1]) or a torch tensor (CxHxW or NxCxHxW, float in [0, 1]).
-            Grey images are processed as RGB and returned grey; alpha is kept (resized for ``sr``).
+            Grey images are processed as RGB and returned grey; alpha is kept (resized for ``sr``);
+            CMYK is converted to RGB (through its ICC profile when it has one).
         task: ``"denoise"``, ``"deblur"`` or ``"sr"``.
         scale: super-resolution factor (``sr`` only).
         model: a model name, a path to a ``.safetensors`` file / exported folder, or an
@@ -293,8 +345,16 @@ def enhance(
         tile_batch: tiles run at once; default: as many as fit on CUDA, 1 on the CPU.
 
     Returns:
-        The same type as ``image`` (a PIL image for a path), same dtype and value range; ``sr``
-        output is exactly ``scale`` times the input size, restoration output the input size.
+        The same type as ``image``, same dtype and value range; for a path, a PIL image, except for
+        16-bit colour files (and 16-bit grey with alpha), which no PIL mode holds: those give an
+        HxWxC uint16 numpy array (RGB(A) order) so no bit is lost. ``sr`` output is exactly
+        ``scale`` times the input size, restoration output the input size.
+
+    Raises:
+        UnsupportedImageError: float pixels outside [0, 1] (for instance 0-255 floats), NaN, or a
+            layout or mode that cannot be kept.
+        DeviceNotAvailableError: a device that does not exist on this machine.
+        NonFiniteOutputError: the network gave NaN or inf (damaged weights): nothing is returned.
 
     Example:
         >>> from hfpie import enhance                      # doctest: +SKIP
@@ -305,9 +365,9 @@ def enhance(
     options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress),
                    batch=tile_batch)
     if isinstance(image, (str, os.PathLike)):
-        return _file_to_pil(enhance_image_file(read_image(image), network, **options))
+        return _file_to_pil_or_array(enhance_image_file(read_image(image), network, **options))
     if isinstance(image, Image.Image):
-        return _file_to_pil(enhance_image_file(image_file_from_pil(image, "PIL image"), network, **options))
+        return _file_to_pil_or_array(enhance_image_file(image_file_from_pil(image, "PIL image"), network, **options))
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
             raise UnsupportedImageError(f"numpy images must be HxW or HxWxC with pixels, got shape {image.shape}")
@@ -320,6 +380,8 @@ def enhance(
             raise UnsupportedImageError(
                 f"tensors must be float CxHxW or NxCxHxW in [0, 1], got shape {tuple(image.shape)} of {image.dtype}"
             )
+        low, high = torch.aminmax(image.detach()) if image.numel() else (torch.zeros(()), torch.zeros(()))
+        _check_unit_range(float(low), float(high), "tensor")
         x = image[None] if image.ndim == 3 else image
         y = _enhance_tensor(x.detach(), network, **options).to(device=image.device, dtype=image.dtype)
         return y[0] if image.ndim == 3 else y
