@@ -280,3 +280,11 @@ def test_cmyk_is_converted_to_rgb_through_its_icc_profile(tmp_path: Path) -> Non
     assert abs(int(managed.pixels[0, 0, 0]) - 191) > 50  # not the naive 255 - 64 of a conversion without the profile
     assert managed.icc_profile is not None and managed.icc_profile != profile
     assert ImageCms.ImageCmsProfile(io.BytesIO(managed.icc_profile)).profile.xcolor_space.strip() == "RGB"
+
+
+def test_a_decompression_bomb_is_a_one_line_error_saying_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    Image.fromarray(_rgb(64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels: over twice the limit
+    with pytest.raises(ImageReadError, match="decompression bomb.*MAX_IMAGE_PIXELS") as error:
+        read_image(tmp_path / "big.png")
+    assert str(tmp_path / "big.png") in str(error.value) and "\n" not in str(error.value)
