@@ -319,15 +319,19 @@ def test_nan_weights_never_give_an_image(tmp_path: Path) -> None:
 
 
 def test_non_finite_output_fails_the_image_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hfpie.errors import NonFiniteOutputError
+    import hfpie.api
 
-    checkpoint = save_checkpoint(make_identity(), tmp_path / "model.safetensors")
+    checkpoint = save_checkpoint(make_identity(), tmp_path / "model.safetensors")  # finite weights
     _write_rgb(tmp_path / "in.png")
+    real = hfpie.api.tiled_forward
 
-    def overflowing(*args, **kwargs):
-        raise NonFiniteOutputError("the network gave NaN or infinite values")
+    def overflowing(*args, **kwargs):  # as a float32 overflow would: inf in one pixel, NaN in another
+        output = real(*args, **kwargs)
+        output[..., 0, 0] = float("inf")
+        output[..., 1, 1] = float("nan")
+        return output
 
-    monkeypatch.setattr("hfpie.api.run_network", overflowing)
+    monkeypatch.setattr(hfpie.api, "tiled_forward", overflowing)
     result = _run("denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(checkpoint))
     assert result.exit_code == 1 and "NaN" in result.output and "wrote 0 of 1" in result.output
     assert not (tmp_path / "out.png").exists()
