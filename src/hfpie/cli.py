@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from .errors import HfpieError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .batch import Job
+    from .models import HFPIENet
 
 app = typer.Typer(
     name="hfpie",
@@ -78,22 +85,26 @@ def _sr_scale(scale: int | None, model: str | None, device: str | None) -> int:
     return scale
 
 
-def _load_network(task: str, scale: int | None, model: str | None, device: str | None):
-    """The network and the device to run it on, checked before any image is read."""
+def _refuse_damaged_weights(network: HFPIENet, name: str) -> None:
     import torch
 
+    if not all(bool(torch.isfinite(value).all()) for value in network.state_dict().values() if value.is_floating_point()):
+        raise HfpieError(f"{name}: the weights hold NaN or infinite values, the file is damaged; get or export it again")
+
+
+def _load_network(task: str, scale: int | None, model: str | None, device: str | None) -> tuple[HFPIENet, torch.device]:
+    """The network and the device to run it on, checked before any image is read."""
     from .api import resolve_device, resolve_network
 
-    resolve_device(device)
+    resolved = resolve_device(device)
     scale = _sr_scale(scale, model, device) if task == "sr" else 1
     network = resolve_network(task, scale, model, device)
-    if not all(bool(torch.isfinite(value).all()) for value in network.state_dict().values() if value.is_floating_point()):
-        raise HfpieError(f"{model or task}: the weights hold NaN or infinite values, the file is damaged; "
-                         "get or export it again")
-    return network, next(network.parameters()).device if device is None else torch.device(device)
+    _refuse_damaged_weights(network, model or task)
+    return network, next(network.parameters()).device if device is None else resolved
 
 
-def _restore_one(job, network, *, device, tile: int | None, half: bool | None, overwrite: bool, tiles) -> None:
+def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int | None, half: bool | None,
+                 overwrite: bool, tiles: Callable[[int, int], None] | None) -> None:
     """Read, check, enhance and write one image; every check that needs no network comes first."""
     from .api import enhance_image_file
     from .batch import check_output_folder
@@ -111,10 +122,41 @@ def _restore_one(job, network, *, device, tile: int | None, half: bool | None, o
     write_image(job.target, result)
 
 
+def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile: int | None, half: bool | None,
+              overwrite: bool, skip_existing: bool, quiet: bool) -> tuple[int, int, int]:
+    """(written, skipped, failed): each image on its own, a failure reported and the batch going on;
+    Ctrl-C says how many were written and exits with 130 (no file is ever half-written)."""
+    from .batch import BatchProgress, describe_failure
+
+    progress = BatchProgress(len(jobs), quiet=quiet)
+    written = skipped = failed = 0
+    try:
+        for position, job in enumerate(jobs, start=1):
+            if skip_existing and job.target.exists():
+                skipped += 1
+                continue
+            start = time.perf_counter()
+            try:
+                _restore_one(job, network, device=device, tile=tile, half=half, overwrite=overwrite,
+                             tiles=progress.tiles(position))
+            except (HfpieError, OSError, ValueError, RuntimeError, MemoryError) as error:
+                failed += 1
+                progress.echo(f"error: {describe_failure(error, job)}")
+                continue
+            written += 1
+            progress.finished(position, job, time.perf_counter() - start)
+    except KeyboardInterrupt:
+        progress.close()
+        typer.echo(f"interrupted: wrote {written} of {len(jobs)} image(s)", err=True)
+        raise typer.Exit(130) from None
+    progress.close()
+    return written, skipped, failed
+
+
 def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, model: str | None, device: str | None,
              tile: int | None, fp32: bool, overwrite: bool, skip_existing: bool, recursive: bool, quiet: bool,
              threads: int | None) -> None:
-    from .batch import BatchProgress, describe_failure, plan_jobs
+    from .batch import plan_jobs
 
     if overwrite and skip_existing:
         raise _fail("--overwrite and --skip-existing contradict each other; pass one of them")
@@ -132,28 +174,8 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, m
         network, torch_device = _load_network(task, scale, model, device)
     except (HfpieError, ValueError) as error:
         raise _fail(str(error)) from None
-    progress = BatchProgress(len(jobs), quiet=quiet)
-    written = skipped = failed = 0
-    try:
-        for position, job in enumerate(jobs, start=1):
-            if skip_existing and job.target.exists():
-                skipped += 1
-                continue
-            start = time.perf_counter()
-            try:
-                _restore_one(job, network, device=torch_device, tile=tile, half=False if fp32 else None,
-                             overwrite=overwrite, tiles=progress.tiles(position))
-            except (HfpieError, OSError, ValueError, RuntimeError, MemoryError) as error:
-                failed += 1
-                progress.echo(f"error: {describe_failure(error, job)}")
-                continue
-            written += 1
-            progress.finished(position, job, time.perf_counter() - start)
-    except KeyboardInterrupt:  # nothing half-written: every write is atomic
-        progress.close()
-        typer.echo(f"interrupted: wrote {written} of {len(jobs)} image(s)", err=True)
-        raise typer.Exit(130) from None
-    progress.close()
+    written, skipped, failed = _run_jobs(jobs, network, device=torch_device, tile=tile, half=False if fp32 else None,
+                                         overwrite=overwrite, skip_existing=skip_existing, quiet=quiet)
     if not quiet:
         typer.echo(f"{task}: wrote {written} of {len(jobs)} image(s)"
                    + (f", {skipped} skipped (already there)" if skipped else "")

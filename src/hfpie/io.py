@@ -98,8 +98,10 @@ def read_image(path: str | os.PathLike[str]) -> ImageFile:
     """Decode an image file with its metadata; raise a one-line error naming the file if it cannot.
 
     Raises:
-        ImageReadError: missing file, not an image, truncated or empty image.
-        UnsupportedImageError: a mode hfpie cannot process faithfully (CMYK, 1-bit, float...).
+        ImageReadError: missing file, not an image, truncated or incomplete data, empty image, or more
+            pixels than Pillow's decompression-bomb limit allows.
+        UnsupportedImageError: a mode hfpie cannot process faithfully (1-bit, float...), or an
+            animated or multi-page file. CMYK is converted to RGB (through its ICC profile if any).
     """
     path = Path(path)
     if not path.exists():
