@@ -29,7 +29,7 @@ __all__ = ["READ_SUFFIXES", "BatchProgress", "Job", "check_output_folder", "coll
            "plan_jobs"]
 
 READ_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
-"""Files that folders and glob patterns contribute (files named one by one are read whatever their suffix)."""
+"""Files that folders contribute (files named or matched by a pattern are read whatever their suffix)."""
 
 # Suffixes that name an image file (formats hfpie cannot write included), so `-o NAME` is a file, not a folder.
 _OTHER_IMAGE_SUFFIXES = frozenset({".avif", ".heic", ".heif", ".jxl", ".jp2", ".j2k", ".jpx", ".gif", ".ico"})
@@ -58,14 +58,14 @@ def _strictly_inside(path: Path, folder: Path) -> bool:
     return path != folder and path.is_relative_to(folder)
 
 
-def _walk(root: Path, items: list[Path], exclude: Path | None) -> list[tuple[Path, Path]]:
-    """(file, path relative to ``root``) of the image files among ``items``, leaving out those in ``exclude``
-    when that folder lies inside ``root`` (earlier outputs in the input tree)."""
+def _walk(root: Path, items: list[Path], exclude: Path | None, *, images_only: bool) -> list[tuple[Path, Path]]:
+    """(file, path relative to ``root``) of the files among ``items`` (with an image suffix only, if asked),
+    leaving out those in ``exclude`` when that folder lies inside ``root`` (earlier outputs in the input tree)."""
     skip = exclude if exclude is not None and _strictly_inside(exclude, root.resolve()) else None
     return [
         (item, item.relative_to(root))
         for item in items
-        if item.is_file() and item.suffix.lower() in READ_SUFFIXES
+        if item.is_file() and (not images_only or item.suffix.lower() in READ_SUFFIXES)
         and not (skip is not None and item.resolve().is_relative_to(skip))
     ]
 
@@ -73,9 +73,9 @@ def _walk(root: Path, items: list[Path], exclude: Path | None) -> list[tuple[Pat
 def collect_inputs(patterns: list[str], *, recursive: bool, exclude: Path | None = None) -> list[tuple[Path, Path]]:
     """(file, path relative to its input root) for every image named by files, folders or glob patterns.
 
-    Folders contribute their image files (sub-folders with ``recursive``), glob patterns their image
-    matches (``**`` descends), both relative to the folder they start from; a file named explicitly is
-    kept whatever its suffix (reading it reports problems). Files inside ``exclude`` (the output folder)
+    Folders contribute their image files (sub-folders with ``recursive``), glob patterns every file
+    they match (``**`` descends), both relative to the folder they start from; files named explicitly or
+    matched by a pattern are kept whatever their suffix (reading them reports problems). Files inside ``exclude`` (the output folder)
     are left out of folders and patterns that contain it. A file named twice is read once.
     """
     found: dict[Path, tuple[Path, Path]] = {}
@@ -84,10 +84,10 @@ def collect_inputs(patterns: list[str], *, recursive: bool, exclude: Path | None
         path = Path(pattern)
         if path.is_dir():
             walker = path.rglob("*") if recursive else path.glob("*")
-            items = _walk(path, sorted(walker), resolved_exclude)
+            items = _walk(path, sorted(walker), resolved_exclude, images_only=True)
         elif not path.exists() and glob.has_magic(pattern):
             matches = [Path(match) for match in sorted(glob.glob(pattern, recursive=True))]
-            items = _walk(_glob_root(pattern), matches, resolved_exclude)
+            items = _walk(_glob_root(pattern), matches, resolved_exclude, images_only=False)
         else:
             items = [(path, Path(path.name))]  # missing files are reported when read
         for source, relative in items:
