@@ -52,3 +52,20 @@ def identity_checkpoint(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_config() -> HFPIEConfig:
     return config_from_preset("tiny")
+
+
+def png_bytes(width: int, height: int, rows: bytes, *, depth: int = 8, colour_type: int = 2, interlace: int = 0) -> bytes:
+    """A PNG file whose IDAT holds ``rows`` (filtered scanlines) as one complete zlib stream.
+
+    The chunks and the zlib stream are valid whatever ``rows`` holds, so a short ``rows`` makes a
+    file that only a decoder counting the rows can tell from a complete one.
+    """
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, interlace)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))

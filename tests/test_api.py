@@ -13,7 +13,8 @@ from PIL import Image
 
 import hfpie
 from conftest import make_identity, make_network
-from hfpie import NoPretrainedWeightsError, UnsupportedImageError, enhance
+from hfpie import HfpieError, NoPretrainedWeightsError, UnsupportedImageError, enhance
+from hfpie.errors import DeviceNotAvailableError, NonFiniteOutputError
 from hfpie.api import run_network
 
 
@@ -127,8 +128,6 @@ def test_errors_say_what_to_do(identity, sr4, monkeypatch) -> None:
         enhance(np.zeros((8, 8, 5), np.uint8), model=identity)
     with pytest.raises(UnsupportedImageError, match="with pixels"):
         enhance(np.zeros((0, 8, 3), np.uint8), model=identity)
-    with pytest.raises(UnsupportedImageError, match="mode CMYK"):
-        enhance(Image.new("CMYK", (4, 4)), model=identity)
     with pytest.raises(TypeError, match="takes a path"):
         enhance([1, 2, 3], model=identity)
 
@@ -192,3 +191,57 @@ def test_heap_is_trimmed_only_when_more_than_the_kept_amount_is_free(monkeypatch
         assert libc.trims == trims
     cpu_memory.release_heap()  # always trims
     assert libc.trims == 2
+
+
+def test_cmyk_pil_images_come_back_as_rgb(identity) -> None:
+    output = enhance(Image.new("CMYK", (4, 4), (0, 255, 255, 0)), model=identity)
+    assert output.mode == "RGB" and output.getpixel((0, 0)) == (255, 0, 0)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_colour_files_keep_16_bits(identity, tmp_path: Path, channels: int) -> None:
+    import cv2
+
+    deep = np.random.default_rng(3).integers(0, 65535, (9, 14, channels), endpoint=True, dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)  # BGR(A) on disk
+    output = enhance(tmp_path / "deep.png", model=identity)
+    assert isinstance(output, np.ndarray) and output.dtype == np.uint16  # PIL has no 16-bit colour mode
+    rgb = deep[..., [2, 1, 0, 3][:channels]]
+    np.testing.assert_array_equal(output, rgb)
+    grey = Image.fromarray(deep[..., 0])
+    grey.save(tmp_path / "grey16.png")
+    assert enhance(tmp_path / "grey16.png", model=identity).mode == "I;16"  # PIL holds 16-bit grey
+
+
+def test_float_images_outside_0_1_are_refused(identity) -> None:
+    array = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32) * 255  # a common mistake: 0-255 floats
+    with pytest.raises(UnsupportedImageError, match=r"\[0, 1\].*255"):
+        enhance(array, model=identity)
+    with pytest.raises(UnsupportedImageError, match=r"\[0, 1\]"):
+        enhance(torch.from_numpy(array).permute(2, 0, 1), model=identity)
+    with pytest.raises(UnsupportedImageError, match=r"\[0, 1\]"):
+        enhance(np.full((8, 8), np.nan, np.float32), model=identity)
+    with pytest.raises(UnsupportedImageError, match=r"\[0, 1\]"):
+        enhance(array / 127.5 - 1, model=identity)  # [-1, 1]
+    edge = np.array([[0.0, 1.0]], np.float32)  # the ends of the range are fine
+    np.testing.assert_allclose(enhance(edge, model=identity), edge, atol=1e-6)
+
+
+def test_an_absent_device_is_one_clear_error(identity) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for device in ["cuda", "cuda:1", "gpu"]:
+        with pytest.raises(DeviceNotAvailableError, match="devices here: cpu") as error:
+            enhance(np.zeros((8, 8, 3), np.uint8), model=identity, device=device)
+        assert isinstance(error.value, HfpieError) and "\n" not in str(error.value)
+        assert repr(device) in str(error.value)
+
+
+def test_non_finite_output_is_an_error_not_a_black_image() -> None:
+    network = make_identity()
+    with torch.no_grad():
+        network.scales[0].tail[-1].bias[0] = float("nan")  # damaged weights
+    with pytest.raises(NonFiniteOutputError, match="NaN"):
+        enhance(np.zeros((8, 8, 3), np.uint8), model=network)
+    with pytest.raises(NonFiniteOutputError):
+        run_network(network, torch.rand(1, 3, 8, 8), half=False)

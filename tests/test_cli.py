@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -10,7 +15,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import make_network, save_checkpoint
+import hfpie
+from conftest import make_identity, make_network, png_bytes, save_checkpoint
 from hfpie.cli import app
 
 runner = CliRunner()
@@ -24,6 +30,30 @@ def _write_rgb(path: Path, seed: int = 0, size=(20, 24)) -> np.ndarray:
 
 def _run(*args: str):
     return runner.invoke(app, list(args))
+
+
+def _errors(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("error:")]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def inference_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Shapes of every network run, recorded so a test can assert that a problem was found before inference."""
+    import hfpie.api
+
+    calls: list[tuple[int, ...]] = []
+    real = hfpie.api.run_network
+
+    def recording(network, image, **options):
+        calls.append(tuple(image.shape))
+        return real(network, image, **options)
+
+    monkeypatch.setattr(hfpie.api, "run_network", recording)
+    return calls
 
 
 def test_denoise_one_file_keeps_pixels_format_and_metadata(identity_checkpoint: Path, tmp_path: Path) -> None:
@@ -75,12 +105,14 @@ def test_bad_inputs_fail_alone_and_set_the_exit_code(identity_checkpoint: Path, 
     out = tmp_path / "out"
     result = _run("denoise", *[str(tmp_path / n) for n in names], "-o", str(out), "--model", str(identity_checkpoint))
     assert result.exit_code == 1
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 4
+    errors = _errors(result)
+    assert len(errors) == 3
     for name, line in zip(names, errors):
-        assert name in line
-    assert sorted(p.name for p in out.iterdir()) == ["good.png"]  # nothing half-written, the good one done
-    assert "wrote 1 of 5" in result.output
+        assert name in line and str(out / name) in line  # the input and the intended output
+    assert sorted(p.name for p in out.iterdir()) == ["cmyk.jpg", "good.png"]  # nothing half-written
+    with Image.open(out / "cmyk.jpg") as converted:
+        assert converted.mode == "RGB"  # CMYK is converted, not refused
+    assert "wrote 2 of 5" in result.output
 
 
 def test_outputs_and_inputs_are_never_overwritten_unless_asked(identity_checkpoint: Path, tmp_path: Path) -> None:
@@ -111,6 +143,9 @@ def test_a_crash_during_the_write_leaves_no_partial_output(identity_checkpoint: 
     result = _run("denoise", str(source), "-o", str(out), "--model", str(identity_checkpoint))
     assert result.exit_code == 1 and "disk full" in result.output
     assert list(out.iterdir()) == []
+    (line,) = _errors(result)
+    assert str(source) in line and str(out / "in.png") in line and ".tmp" not in line  # never the temporary file
+    assert "wrote 0 of 1" in result.output
 
 
 def test_missing_weights_and_no_inputs_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,3 +200,287 @@ def test_hub_export_of_every_shipped_model(tmp_path: Path) -> None:
         card = ModelCard.load(folder / "README.md")
         assert card.data.library_name == "hfpie" and "## Limitations" in card.text
         assert (folder / "model.safetensors").read_bytes() == hfpie.hub.bundled_path(hfpie.hub.find_entry(name)).read_bytes()
+
+
+def test_outputs_get_ordinary_permissions_and_an_overwrite_keeps_them(identity_checkpoint: Path, tmp_path: Path) -> None:
+    source = tmp_path / "photo.png"
+    _write_rgb(source)
+    previous = os.umask(0o022)
+    try:
+        result = _run("denoise", str(source), "-o", str(tmp_path / "clean.png"), "--model", str(identity_checkpoint))
+        assert result.exit_code == 0, result.output
+        assert _mode(tmp_path / "clean.png") == 0o644  # as `cp` or any ordinary write would create it
+        source.chmod(0o640)
+        result = _run("denoise", str(source), "-o", str(source), "--overwrite", "--model", str(identity_checkpoint))
+        assert result.exit_code == 0, result.output
+        assert _mode(source) == 0o640  # replaced in place: keeps its mode
+    finally:
+        os.umask(previous)
+
+
+def test_an_incomplete_png_is_refused_before_inference(identity_checkpoint: Path, tmp_path: Path,
+                                                       inference_calls: list) -> None:
+    array = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    rows = b"".join(b"\x00" + row.tobytes() for row in array[:16])
+    (tmp_path / "short.png").write_bytes(png_bytes(64, 64, rows))
+    (tmp_path / "huge.png").write_bytes(png_bytes(10_000, 10_000, b"\x00" * 30_001 * 10))  # 100 MP claimed, 370 bytes
+    out = tmp_path / "out"
+    result = _run("denoise", str(tmp_path / "short.png"), str(tmp_path / "huge.png"), "-o", str(out),
+                  "--model", str(identity_checkpoint))
+    assert result.exit_code == 1
+    errors = _errors(result)
+    assert len(errors) == 2 and all("incomplete" in line for line in errors)
+    assert inference_calls == [] and not out.exists()
+
+
+def test_batches_keep_the_input_tree_and_refuse_collisions_before_any_work(
+        identity_checkpoint: Path, tmp_path: Path, inference_calls: list) -> None:
+    shots = tmp_path / "shots"
+    for seed, sub in enumerate(["a", "b", "b/deeper"]):
+        (shots / sub).mkdir(parents=True)
+        _write_rgb(shots / sub / "x.png", seed)
+    out = tmp_path / "out"
+    result = _run("denoise", str(shots / "**" / "*.png"), "-o", str(out), "--model", str(identity_checkpoint))
+    assert result.exit_code == 0, result.output
+    for sub in ["a", "b", "b/deeper"]:
+        np.testing.assert_array_equal(np.asarray(Image.open(out / sub / "x.png")), np.asarray(Image.open(shots / sub / "x.png")))
+    assert "wrote 3 of 3" in result.output
+    inference_calls.clear()
+    flat = tmp_path / "flat"
+    for extra in ([], ["--overwrite"]):
+        result = _run("denoise", str(shots / "a"), str(shots / "b"), "-o", str(flat), "--model",
+                      str(identity_checkpoint), *extra)
+        assert result.exit_code == 2
+        (line,) = _errors(result)
+        assert str(shots / "a" / "x.png") in line and str(shots / "b" / "x.png") in line and str(flat / "x.png") in line
+        assert not flat.exists() and inference_calls == []
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_again(identity_checkpoint: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _write_rgb(photos / "a.png")
+    out = photos / "clean"
+    for extra in ([], ["--overwrite"]):
+        result = _run("denoise", str(photos), "-r", "-o", str(out), "--model", str(identity_checkpoint), *extra)
+        assert result.exit_code == 0, result.output
+        assert "wrote 1 of 1" in result.output
+    result = _run("denoise", str(photos / "**" / "*.png"), "-o", str(out), "--overwrite", "--model", str(identity_checkpoint))
+    assert result.exit_code == 0 and "wrote 1 of 1" in result.output
+    assert sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*")) == ["a.png", "clean", "clean/a.png"]
+
+
+@pytest.mark.parametrize("name", ["out.gif", "out.avif", "out.heic", "out.jp2", "OUT.PDF"])
+def test_an_output_suffix_it_cannot_write_is_refused(identity_checkpoint: Path, tmp_path: Path, name: str) -> None:
+    _write_rgb(tmp_path / "in.png")
+    result = _run("denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / name), "--model", str(identity_checkpoint))
+    assert result.exit_code == 2
+    (line,) = _errors(result)
+    assert Path(name).suffix in line and ".png" in line and ".jpg" in line and ".tif" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["identity.safetensors", "in.png"]
+
+
+def test_a_file_name_for_several_inputs_is_refused(identity_checkpoint: Path, tmp_path: Path) -> None:
+    for index in range(2):
+        _write_rgb(tmp_path / f"in{index}.png", index)
+    result = _run("denoise", str(tmp_path / "in*.png"), "-o", str(tmp_path / "x.png"), "--model", str(identity_checkpoint))
+    assert result.exit_code == 2 and "2 inputs" in result.output and len(_errors(result)) == 1
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_an_absent_device_is_one_line_and_exit_2(identity_checkpoint: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _write_rgb(tmp_path / "in.png")
+    for device in ["cuda", "gpu"]:
+        result = _run("denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--device", device,
+                      "--model", str(identity_checkpoint))
+        assert result.exit_code == 2
+        assert result.output.strip().splitlines() == [f"error: device {device!r} is not available; devices here: cpu"] \
+            or result.output.strip().splitlines() == [f"error: unknown device {device!r}; devices here: cpu"]
+        assert not (tmp_path / "out.png").exists()
+
+
+def test_nan_weights_never_give_an_image(tmp_path: Path) -> None:
+    import torch
+
+    network = make_identity()
+    with torch.no_grad():
+        network.scales[0].tail[-1].bias[0] = float("nan")
+    checkpoint = save_checkpoint(network, tmp_path / "damaged.safetensors")
+    _write_rgb(tmp_path / "in.png")
+    result = _run("denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(checkpoint))
+    assert result.exit_code == 2
+    (line,) = _errors(result)
+    assert "damaged.safetensors" in line and "NaN" in line
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_non_finite_output_fails_the_image_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hfpie.api
+
+    checkpoint = save_checkpoint(make_identity(), tmp_path / "model.safetensors")  # finite weights
+    _write_rgb(tmp_path / "in.png")
+    real = hfpie.api.tiled_forward
+
+    def overflowing(*args, **kwargs):  # as a float32 overflow would: inf in one pixel, NaN in another
+        output = real(*args, **kwargs)
+        output[..., 0, 0] = float("inf")
+        output[..., 1, 1] = float("nan")
+        return output
+
+    monkeypatch.setattr(hfpie.api, "tiled_forward", overflowing)
+    result = _run("denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(checkpoint))
+    assert result.exit_code == 1 and "NaN" in result.output and "wrote 0 of 1" in result.output
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_output_problems_are_found_before_inference_and_name_both_files(
+        identity_checkpoint: Path, tmp_path: Path, inference_calls: list) -> None:
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (8, 8), (10, 20, 30, 128)).save(logo)
+    result = _run("denoise", str(logo), "-o", str(tmp_path / "logo.jpg"), "--model", str(identity_checkpoint))
+    assert result.exit_code == 1
+    (line,) = _errors(result)
+    assert str(logo) in line and str(tmp_path / "logo.jpg") in line and "alpha" in line
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the output folder should go")
+    result = _run("denoise", str(logo), "-o", str(blocker / "sub"), "--model", str(identity_checkpoint))
+    assert result.exit_code == 1
+    (line,) = _errors(result)
+    assert str(logo) in line and str(blocker / "sub" / "logo.png") in line
+    if os.geteuid() != 0:  # root writes into read-only folders
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        try:
+            result = _run("denoise", str(logo), "-o", str(locked), "--model", str(identity_checkpoint))
+        finally:
+            locked.chmod(0o755)
+        assert result.exit_code == 1 and str(locked / "logo.png") in result.output and list(locked.iterdir()) == []
+    assert inference_calls == []
+
+
+def test_folders_include_gifs_and_animations_are_refused_clearly(identity_checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames = [Image.fromarray(_write_rgb(tmp_path / f"f{seed}.png", seed)).quantize(64) for seed in range(3)]
+    frames[0].save(folder / "still.gif")
+    frames[0].save(folder / "moving.gif", save_all=True, append_images=frames[1:])
+    out = tmp_path / "out"
+    result = _run("denoise", str(folder), "-o", str(out), "--model", str(identity_checkpoint))
+    assert result.exit_code == 1
+    (line,) = _errors(result)
+    assert "moving.gif" in line and "3 frames" in line
+    assert sorted(p.name for p in out.iterdir()) == ["still.png"]  # GIF is not written: PNG keeps every colour
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "still.png")), np.asarray(frames[0].convert("RGB")))
+    assert "wrote 1 of 2" in result.output
+
+
+def test_progress_outside_a_terminal_is_a_line_per_image_and_quiet_is_quiet(identity_checkpoint: Path, tmp_path: Path) -> None:
+    for index in range(2):
+        _write_rgb(tmp_path / f"in{index}.png", index)
+    result = _run("denoise", str(tmp_path / "in*.png"), "-o", str(tmp_path / "out"), "--model", str(identity_checkpoint))
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("[1/2] ") and "in0.png" in lines[0] and "ETA" in lines[0]
+    assert lines[1].startswith("[2/2] ") and "in1.png" in lines[1]
+    assert lines[2] == "denoise: wrote 2 of 2 image(s)"
+    result = _run("denoise", str(tmp_path / "in*.png"), "-o", str(tmp_path / "out"), "--overwrite", "--quiet",
+                  "--model", str(identity_checkpoint))
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_progress_in_a_terminal_is_one_bar_over_the_batch() -> None:
+    from hfpie.batch import BatchProgress, Job
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    progress = BatchProgress(3, stream=stream)
+    for position in range(1, 4):
+        tiles = progress.tiles(position)
+        tiles(50, 100)
+        tiles(100, 100)
+        progress.finished(position, Job(Path(f"in{position}.png"), Path(f"out{position}.png")), seconds=0.1)
+    progress.close()
+    text = stream.getvalue()
+    assert "3/3" in text and "[1/3]" not in text  # one bar, not a line per image
+
+
+def test_ctrl_c_stops_cleanly_and_says_what_was_written(identity_checkpoint: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import hfpie.api
+
+    for index in range(3):
+        _write_rgb(tmp_path / f"in{index}.png", index)
+    real, calls = hfpie.api.run_network, []
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hfpie.api, "run_network", interrupted_on_the_second)
+    out = tmp_path / "out"
+    result = _run("denoise", str(tmp_path / "in*.png"), "-o", str(out), "--model", str(identity_checkpoint))
+    assert result.exit_code == 130
+    assert result.output.splitlines()[-1] == "interrupted: wrote 1 of 3 image(s)"
+    assert sorted(p.name for p in out.iterdir()) == ["in0.png"]  # no half-written file, no temporary file
+
+
+def test_skip_existing_resumes_a_stopped_batch(identity_checkpoint: Path, tmp_path: Path, inference_calls: list) -> None:
+    for index in range(3):
+        _write_rgb(tmp_path / f"in{index}.png", index)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "in1.png").write_bytes(b"written by the first run")
+    result = _run("denoise", str(tmp_path / "in*.png"), "-o", str(out), "--skip-existing", "--model", str(identity_checkpoint))
+    assert result.exit_code == 0, result.output
+    assert (out / "in1.png").read_bytes() == b"written by the first run"
+    assert sorted(p.name for p in out.iterdir()) == ["in0.png", "in1.png", "in2.png"] and len(inference_calls) == 2
+    assert "wrote 2 of 3 image(s), 1 skipped (already there)" in result.output
+    both = _run("denoise", str(tmp_path / "in*.png"), "-o", str(out), "--skip-existing", "--overwrite")
+    assert both.exit_code == 2 and len(_errors(both)) == 1
+
+
+def test_version_threads_and_a_help_without_torch(identity_checkpoint: Path, tmp_path: Path) -> None:
+    import torch
+
+    result = _run("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"hfpie {hfpie.__version__}"
+    _write_rgb(tmp_path / "in.png")
+    try:
+        result = _run("denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--threads", "2",
+                      "--model", str(identity_checkpoint))
+        assert result.exit_code == 0 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    source = Path(hfpie.__file__).parents[1]
+    code = ("import sys\nfrom hfpie.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(source)})
+    assert "denoise" in shown.stdout and shown.stdout.strip().endswith("no torch"), shown.stdout + shown.stderr
+
+
+def test_sr_takes_its_scale_from_the_model_and_names_the_scales_there_are(tmp_path: Path) -> None:
+    from hfpie.hub import list_models
+
+    checkpoint = save_checkpoint(make_network(2), tmp_path / "x2.safetensors")
+    _write_rgb(tmp_path / "in.png", size=(9, 7))
+    result = _run("sr", str(tmp_path / "in.png"), "-o", str(tmp_path / "up.png"), "-m", str(checkpoint))
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "up.png").size == (14, 18)
+    scales = sorted({entry.scale for entry in list_models() if entry.task == "sr"})
+    if not scales:
+        pytest.skip("no SR weights shipped in this build")
+    result = _run("sr", str(tmp_path / "in.png"), "-o", str(tmp_path / "up3.png"), "--scale", "3")
+    assert result.exit_code == 2
+    (line,) = _errors(result)
+    assert "x3" in line and ", ".join(map(str, scales)) in line and not (tmp_path / "up3.png").exists()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import os
+import stat
+import struct
 from pathlib import Path
 
 import cv2
@@ -9,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from hfpie import ImageReadError, UnsupportedImageError
+from conftest import png_bytes
+from hfpie import HfpieError, ImageReadError, UnsupportedImageError
 from hfpie.io import ImageFile, atomic_write_bytes, read_image, write_image
 
 ICC = b"\x00\x00\x02\x0cfake-icc-profile-bytes" * 4
@@ -88,13 +93,11 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "text.png").write_text("not an image")
     Image.fromarray(_rgb(64, 64)).save(tmp_path / "full.png")
     (tmp_path / "truncated.png").write_bytes((tmp_path / "full.png").read_bytes()[:200])
-    Image.new("CMYK", (4, 4)).save(tmp_path / "cmyk.jpg")
     Image.new("1", (4, 4)).save(tmp_path / "bilevel.png")
     cases = {
         "missing.png": (ImageReadError, "no such file"),
         "text.png": (ImageReadError, "not a readable image"),
         "truncated.png": (ImageReadError, "truncated"),
-        "cmyk.jpg": (UnsupportedImageError, "mode CMYK"),
         "bilevel.png": (UnsupportedImageError, "mode 1"),
     }
     for name, (kind, text) in cases.items():
@@ -139,3 +142,149 @@ def test_outputs_that_cannot_hold_the_data_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedImageError, match="cannot write .gif"):
         write_image(tmp_path / "out.gif", image)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_new_files_get_the_permissions_of_an_ordinary_write(tmp_path: Path, mask: int) -> None:
+    previous = os.umask(mask)
+    try:
+        atomic_write_bytes(tmp_path / "new.png", b"data")
+        (tmp_path / "ordinary.png").write_bytes(b"data")
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / "new.png").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "ordinary.png").stat().st_mode) == 0o666 & ~mask
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "shared.png"
+    target.write_bytes(b"old")
+    target.chmod(0o664)
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new" and stat.S_IMODE(target.stat().st_mode) == 0o664
+
+
+def test_a_failed_write_names_the_target_not_the_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "not-a-folder" / "out.png"
+    (tmp_path / "not-a-folder").write_bytes(b"a file where a folder should be")
+    with pytest.raises(OSError) as error:
+        atomic_write_bytes(target, b"data")
+    assert isinstance(error.value, HfpieError) and str(target) in str(error.value)
+    assert ".tmp" not in str(error.value) and "\n" not in str(error.value)
+
+
+def _rows(array: np.ndarray) -> bytes:
+    """Filter type 0 scanlines of an HxWxC big-endian-ready array."""
+    return b"".join(b"\x00" + row.tobytes() for row in array)
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_with_missing_rows_is_refused(tmp_path: Path, depth: int) -> None:
+    # A valid header and a complete zlib stream that holds 16 of 64 rows: Pillow decodes it silently
+    # as a mostly black image, libpng calls it "Not enough image data".
+    dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
+    array = np.random.default_rng(0).integers(0, 255, (64, 64, 3)).astype(dtype)
+    path = tmp_path / "short.png"
+    path.write_bytes(png_bytes(64, 64, _rows(array[:16]), depth=depth))
+    with pytest.raises(ImageReadError, match="incomplete") as error:
+        read_image(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    path.write_bytes(png_bytes(64, 64, _rows(array), depth=depth))
+    np.testing.assert_array_equal(read_image(path).pixels.astype(np.int64), array.astype(np.int64))
+
+
+def test_a_tiny_png_claiming_100_megapixels_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_bytes(10_000, 10_000, b"\x00" * 30_001 * 10))  # 10 rows of 10 000
+    assert path.stat().st_size < 2000
+    with pytest.raises(ImageReadError, match="incomplete"):
+        read_image(path)
+
+
+def _adam7_rows(array: np.ndarray) -> bytes:
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    return b"".join(_rows(array[y0::dy, x0::dx]) for x0, y0, dx, dy in passes if array[y0::dy, x0::dx].size)
+
+
+@pytest.mark.parametrize("size", [(13, 11), (3, 2), (1, 1), (9, 1)])
+def test_complete_interlaced_pngs_still_read(tmp_path: Path, size) -> None:
+    height, width = size
+    array = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    path = tmp_path / "interlaced.png"
+    path.write_bytes(png_bytes(width, height, _adam7_rows(array), interlace=1))
+    np.testing.assert_array_equal(read_image(path).pixels, array)
+
+
+def test_complete_low_bit_depth_png_still_reads(tmp_path: Path) -> None:
+    palette = Image.fromarray(_rgb(13, 11)).quantize(4)
+    palette.save(tmp_path / "p2.png", bits=2)
+    assert (tmp_path / "p2.png").read_bytes()[24] == 2  # IHDR bit depth: rows of packed 2-bit samples
+    with Image.open(tmp_path / "p2.png") as written:
+        expected = np.asarray(written.convert("RGB"))
+    np.testing.assert_array_equal(read_image(tmp_path / "p2.png").pixels, expected)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png", ".webp", ".tif"])
+def test_animated_and_multi_page_images_are_refused_clearly(tmp_path: Path, suffix: str) -> None:
+    frames = [Image.fromarray(_rgb(seed=seed)) for seed in range(3)]
+    path = tmp_path / f"moving{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.raises(UnsupportedImageError, match="3 frames") as error:
+        read_image(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    frames[0].save(tmp_path / f"still{suffix}")
+    assert read_image(tmp_path / f"still{suffix}").pixels.shape == (12, 17, 3)
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _cmyk_profile() -> bytes:
+    """A minimal ICC v2 CMYK printer profile: a 2-point lut16 from CMYK to Lab, paper L=60, any full ink L=10."""
+    def lab(lightness: float) -> bytes:
+        return struct.pack(">3H", round(lightness / 100 * 0xFF00), 0x8000, 0x8000)
+
+    identity_table = struct.pack(">2H", 0, 65535)
+    lut = (b"mft2" + bytes(4) + bytes([4, 3, 2, 0]) + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+           + struct.pack(">HH", 2, 2) + identity_table * 4
+           + b"".join(lab(60 if corner == 0 else 10) for corner in range(16)) + identity_table * 3)
+    white = b"XYZ " + bytes(4) + _s15(0.9642) + _s15(1.0) + _s15(0.8249)
+    tags = [(b"A2B0", lut), (b"wtpt", white)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for signature, data in tags:
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data + bytes(-len(data) % 4)
+    header = (struct.pack(">I", offset + len(body)) + bytes(4) + struct.pack(">I", 0x02100000) + b"prtrCMYKLab "
+              + bytes(12) + b"acsp" + bytes(28) + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + bytes(48))
+    return header + table + body
+
+
+def test_cmyk_is_converted_to_rgb_through_its_icc_profile(tmp_path: Path) -> None:
+    from PIL import ImageCms
+
+    cmyk = Image.new("CMYK", (6, 5), (0, 0, 0, 64))
+    cmyk.save(tmp_path / "plain.jpg", quality=100)
+    plain = read_image(tmp_path / "plain.jpg")
+    assert plain.pixels.shape == (5, 6, 3) and plain.icc_profile is None
+    with Image.open(tmp_path / "plain.jpg") as reference:
+        np.testing.assert_array_equal(plain.pixels, np.asarray(reference.convert("RGB")))
+
+    profile = _cmyk_profile()
+    cmyk.save(tmp_path / "profiled.tif", icc_profile=profile)
+    managed = read_image(tmp_path / "profiled.tif")
+    expected = ImageCms.profileToProfile(cmyk, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    np.testing.assert_array_equal(managed.pixels, np.asarray(expected))
+    assert abs(int(managed.pixels[0, 0, 0]) - 191) > 50  # not the naive 255 - 64 of a conversion without the profile
+    assert managed.icc_profile is not None and managed.icc_profile != profile
+    assert ImageCms.ImageCmsProfile(io.BytesIO(managed.icc_profile)).profile.xcolor_space.strip() == "RGB"
+
+
+def test_a_decompression_bomb_is_a_one_line_error_saying_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    Image.fromarray(_rgb(64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels: over twice the limit
+    with pytest.raises(ImageReadError, match="decompression bomb.*MAX_IMAGE_PIXELS") as error:
+        read_image(tmp_path / "big.png")
+    assert str(tmp_path / "big.png") in str(error.value) and "\n" not in str(error.value)

@@ -8,7 +8,11 @@ loader in :mod:`hfpie.hub`, file I/O in :mod:`hfpie.io`, the CLI in :mod:`hfpie.
 optional :mod:`hfpie.training` (``pip install hfpie[train]``).
 """
 
-from .api import enhance
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     HfpieError,
     ImageReadError,
@@ -17,10 +21,25 @@ from .errors import (
     UnsupportedImageError,
     WeightsIntegrityError,
 )
-from .hub import list_models, load_model
-from .models import HFPIEConfig, HFPIENet, config_from_preset
+
+if TYPE_CHECKING:
+    from .api import enhance
+    from .hub import list_models, load_model
+    from .models import HFPIEConfig, HFPIENet, config_from_preset
 
 __version__ = "0.1.0"
+
+# What imports torch is loaded on first use, so `hfpie --help` (and `import hfpie.errors`) stays light.
+_LAZY = {"enhance": ".api", "list_models": ".hub", "load_model": ".hub", "HFPIEConfig": ".models",
+         "HFPIENet": ".models", "config_from_preset": ".models"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'hfpie' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "HFPIEConfig",

@@ -15,14 +15,16 @@ from .errors import UnsupportedImageError
 from .hub import TASKS, load_model
 from .io import ImageFile, image_file_from_pil, read_image
 from .models import HFPIENet
-from .runner import CPU_TILE, DEFAULT_MAX_HALO, default_device, run_network, suggest_tile_size
+from .runner import CPU_TILE, DEFAULT_MAX_HALO, available_devices, default_device, resolve_device, run_network, suggest_tile_size
 
 __all__ = [
     "CPU_TILE",
     "DEFAULT_MAX_HALO",
+    "available_devices",
     "default_device",
     "enhance",
     "enhance_image_file",
+    "resolve_device",
     "resolve_network",
     "run_network",
     "suggest_tile_size",
@@ -31,15 +33,14 @@ __all__ = [
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, torch.Tensor)
 # --- conversions between the caller's image type and (N, 3, H, W) float tensors ---------------------
 
-def _file_to_pil(image: ImageFile) -> Image.Image:
+def _file_to_pil_or_array(image: ImageFile) -> Image.Image | np.ndarray:
+    """A PIL image, or, for 16-bit colour or 16-bit grey with alpha (which no PIL mode holds), an
+    HxWxC uint16 array (RGB, RGBA or grey+alpha)."""
     if image.bit_depth == 16:
         if image.is_grey and image.alpha is None:
             return Image.fromarray(image.pixels[..., 0])
-        image = ImageFile(
-            pixels=np.round(image.pixels / 257.0).astype(np.uint8),
-            alpha=None if image.alpha is None else np.round(image.alpha / 257.0).astype(np.uint8),
-            format=image.format,
-        )
+        channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
+        return np.concatenate(channels, axis=2)
     channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
     array = np.concatenate(channels, axis=2)
     pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
@@ -74,12 +75,26 @@ def _enhance_tensor(x: torch.Tensor, network: HFPIENet, **options: Any) -> torch
     return _merge_channels(restored, None if alpha is None else alpha.float().cpu(), grey, network.config.scale)
 
 
+_UNIT_TOLERANCE = 0.5 / 255
+"""Float images may stray this far outside [0, 1] (half an 8-bit level: rounding) without being refused."""
+
+
+def _check_unit_range(low: float, high: float, kind: str) -> None:
+    """Refuse float pixels outside [0, 1] (or NaN): clipping them would silently give a white or black image."""
+    if not (-_UNIT_TOLERANCE <= low and high <= 1 + _UNIT_TOLERANCE):  # false for NaN too
+        raise UnsupportedImageError(
+            f"{kind} images must hold values in [0, 1], got {low:g} to {high:g}; "
+            "divide 0-255 data by 255 (0-65535 data by 65535) first"
+        )
+
+
 def _to_unit(array: np.ndarray) -> tuple[torch.Tensor, np.dtype]:
     if array.dtype == np.uint8:
         return torch.from_numpy(array.astype(np.float32) / 255.0), array.dtype
     if array.dtype == np.uint16:
         return torch.from_numpy(array.astype(np.float32) / 65535.0), array.dtype
     if np.issubdtype(array.dtype, np.floating):
+        _check_unit_range(float(array.min()), float(array.max()), "numpy float")
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), array.dtype
     raise UnsupportedImageError(f"numpy images must be uint8, uint16 or float in [0, 1], got {array.dtype}")
 
@@ -129,6 +144,7 @@ def resolve_network(task: str, scale: int, model: str | os.PathLike[str] | HFPIE
     """The network for ``task`` (a given module, a model name, path or Hub id, or the task's default)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    device = resolve_device(device)
     if isinstance(model, HFPIENet):
         network = model
     else:
@@ -181,7 +197,8 @@ def enhance(
     Args:
         image: a file path, a PIL image, a numpy array (HxW or HxWxC with C = 1, 2, 3 or 4; uint8,
             uint16 or float in [0, 1]) or a torch tensor (CxHxW or NxCxHxW, float in [0, 1]).
-            Grey images are processed as RGB and returned grey; alpha is kept (resized for ``sr``).
+            Grey images are processed as RGB and returned grey; alpha is kept (resized for ``sr``);
+            CMYK is converted to RGB (through its ICC profile when it has one).
         task: ``"denoise"``, ``"deblur"`` or ``"sr"``.
         scale: super-resolution factor (``sr`` only).
         model: a bundled model name (``hfpie models``), a path to a ``.safetensors`` file / exported
@@ -202,8 +219,16 @@ def enhance(
         revision: branch, tag or commit of a Hub ``model`` (default: ``main``).
 
     Returns:
-        The same type as ``image`` (a PIL image for a path), same dtype and value range; ``sr``
-        output is exactly ``scale`` times the input size, restoration output the input size.
+        The same type as ``image``, same dtype and value range; for a path, a PIL image, except for
+        16-bit colour files (and 16-bit grey with alpha), which no PIL mode holds: those give an
+        HxWxC uint16 numpy array (RGB(A) order) so no bit is lost. ``sr`` output is exactly
+        ``scale`` times the input size, restoration output the input size.
+
+    Raises:
+        UnsupportedImageError: float pixels outside [0, 1] (for instance 0-255 floats), NaN, or a
+            layout or mode that cannot be kept.
+        DeviceNotAvailableError: a device that does not exist on this machine.
+        NonFiniteOutputError: the network gave NaN or inf (damaged weights): nothing is returned.
 
     Example:
         >>> from hfpie import enhance                      # doctest: +SKIP
@@ -214,9 +239,9 @@ def enhance(
     options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress),
                    tile_batch=tile_batch, precision=precision)
     if isinstance(image, (str, os.PathLike)):
-        return _file_to_pil(enhance_image_file(read_image(image), network, **options))
+        return _file_to_pil_or_array(enhance_image_file(read_image(image), network, **options))
     if isinstance(image, Image.Image):
-        return _file_to_pil(enhance_image_file(image_file_from_pil(image, "PIL image"), network, **options))
+        return _file_to_pil_or_array(enhance_image_file(image_file_from_pil(image, "PIL image"), network, **options))
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
             raise UnsupportedImageError(f"numpy images must be HxW or HxWxC with pixels, got shape {image.shape}")
@@ -230,6 +255,8 @@ def enhance(
             raise UnsupportedImageError(
                 f"tensors must be float CxHxW or NxCxHxW in [0, 1], got shape {tuple(image.shape)} of {image.dtype}"
             )
+        low, high = torch.aminmax(image.detach()) if image.numel() else (torch.zeros(()), torch.zeros(()))
+        _check_unit_range(float(low), float(high), "tensor")
         x = image[None] if image.ndim == 3 else image
         options = _precision_for_input(network, options, high_depth=True)
         y = _enhance_tensor(x.detach(), network, **options).to(device=image.device, dtype=image.dtype)

@@ -4,21 +4,29 @@ Examples::
 
     hfpie denoise noisy.png -o clean.png
     hfpie sr photos/ --recursive --scale 4 -o upscaled/
-    hfpie deblur "shots/*.jpg" -o sharp/ --tile 512
+    hfpie deblur "shots/**/*.jpg" -o sharp/ --tile 512 --skip-existing
     hfpie models
+
+torch is imported inside the commands that run a network, so ``hfpie --help`` starts quickly.
 """
 
 from __future__ import annotations
 
-import glob
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from .api import resolve_network
 from .errors import HfpieError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .batch import Job
+    from .models import HFPIENet
 
 app = typer.Typer(
     name="hfpie",
@@ -28,11 +36,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
-
 # Reusable option types.
-InputsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)]
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file (one input) or folder.")]
+InputsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns (quote them; ** descends).", show_default=False)]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file (one input, a .png/.jpg/.tif/.webp/.bmp name) or folder.")]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Bundled model name (see `hfpie models`), .safetensors file or exported folder, or Hugging "
     "Face Hub repository owner/repo[@revision] (default: the task's model).")]
@@ -43,7 +49,25 @@ PrecisionOpt = Annotated[str, typer.Option(
     "--precision", help="auto (bf16 on CPUs with AMX/AVX-512 BF16, fp16 on CUDA, else fp32; 16-bit files "
     "stay fp32 on the CPU), fp32, bf16 or fp16. See `hfpie info`.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (even an input).")]
+SkipExistingOpt = Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist alone (resume a stopped batch).")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of input folders.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only: no progress, no summary.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for inference (default: PyTorch's).")]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"hfpie {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+        version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                              help="Show the version and exit.")] = False) -> None:
+    """Denoise, deblur and super-resolve images with HFPIE networks."""
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -51,115 +75,158 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def collect_inputs(patterns: list[str], recursive: bool) -> list[tuple[Path, Path]]:
-    """(file, path relative to its input root) for every image named by files, folders or globs.
+def _sr_scale(scale: int | None, model: str | None, device: str | None) -> int:
+    """The SR factor: ``--scale``, else the model's own, else 4; a pretrained scale that does not exist is refused."""
+    from .hub import list_models, load_model
 
-    Files named explicitly are kept even if their suffix is unusual (reading them reports problems);
-    folders contribute files with image suffixes only.
-    """
-    found: list[tuple[Path, Path]] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            walker = path.rglob("*") if recursive else path.glob("*")
-            for item in sorted(walker):
-                if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
-                    found.append((item, item.relative_to(path)))
-        elif not path.exists() and glob.has_magic(pattern):
-            for match in sorted(glob.glob(pattern, recursive=recursive)):
-                if Path(match).is_file():
-                    found.append((Path(match), Path(Path(match).name)))
-        else:
-            found.append((path, Path(path.name)))  # missing files are reported when read
-    return found
+    if scale is None:
+        return 4 if model is None else load_model(model, device=device).config.scale
+    scales = sorted({entry.scale for entry in list_models() if entry.task == "sr"})
+    if model is None and scales and scale not in scales:
+        raise HfpieError(
+            f"there is no pretrained x{scale} super-resolution model; the scales there are: "
+            f"{', '.join(map(str, scales))} (or pass --model with a x{scale} checkpoint)"
+        )
+    return scale
 
 
-def _plan_outputs(inputs: list[tuple[Path, Path]], output: Path) -> list[tuple[Path, Path]]:
-    single_file = len(inputs) == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
-    if single_file:
-        return [(inputs[0][0], output)]
-    if output.exists() and not output.is_dir():
-        raise _fail(f"{output} is a file, but {len(inputs)} inputs need an output folder")
-    return [(source, output / relative) for source, relative in inputs]
-
-
-def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: str | None, device: str | None,
-             tile: int | None, fp32: bool, overwrite: bool, recursive: bool, precision: str = "auto") -> None:
+def _refuse_damaged_weights(network: HFPIENet, name: str) -> None:
     import torch
 
-    from .api import _progress_callback, enhance_image_file
-    from .io import read_image, write_image
+    if not all(bool(torch.isfinite(value).all()) for value in network.state_dict().values() if value.is_floating_point()):
+        raise HfpieError(f"{name}: the weights hold NaN or infinite values, the file is damaged; get or export it again")
 
-    jobs = _plan_outputs(collect_inputs(inputs, recursive), output)
-    if not jobs:
-        raise _fail("no input images found (give files, folders or glob patterns)")
+
+def _load_network(task: str, scale: int | None, model: str | None, device: str | None) -> tuple[HFPIENet, torch.device]:
+    """The network and the device to run it on, checked before any image is read."""
+    from .api import resolve_device, resolve_network
+
+    resolved = resolve_device(device)
+    scale = _sr_scale(scale, model, device) if task == "sr" else 1
+    network = resolve_network(task, scale, model, device)
+    _refuse_damaged_weights(network, model or task)
+    return network, next(network.parameters()).device if device is None else resolved
+
+
+def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int | None, precision: str,
+                 overwrite: bool, tiles: Callable[[int, int], None] | None) -> None:
+    """Read, check, enhance and write one image; every check that needs no network comes first."""
+    from .api import enhance_image_file
+    from .batch import check_output_folder
+    from .io import check_can_encode, format_for, read_image, write_image
+
+    if job.target.exists() and not overwrite:
+        same = job.source.exists() and job.target.resolve() == job.source.resolve()
+        raise HfpieError(f"{'is the input itself' if same else 'already exists'}; pass --overwrite to replace it"
+                         + ("" if same else " or --skip-existing to keep it"))
+    check_output_folder(job.target)
+    image = read_image(job.source)
+    check_can_encode(image, format_for(job.target, image.format))
+    result = enhance_image_file(image, network, device=device, tile=tile, precision=precision, halo=None,
+                                progress=tiles)
+    job.target.parent.mkdir(parents=True, exist_ok=True)
+    write_image(job.target, result)
+
+
+def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile: int | None, precision: str,
+              overwrite: bool, skip_existing: bool, quiet: bool) -> tuple[int, int, int]:
+    """(written, skipped, failed): each image on its own, a failure reported and the batch going on;
+    Ctrl-C says how many were written and exits with 130 (no file is ever half-written)."""
+    from .batch import BatchProgress, describe_failure
+
+    progress = BatchProgress(len(jobs), quiet=quiet)
+    written = skipped = failed = 0
     try:
-        network = resolve_network(task, scale, model, device)
-    except (HfpieError, ValueError) as error:
-        raise _fail(str(error)) from None
+        for position, job in enumerate(jobs, start=1):
+            if skip_existing and job.target.exists():
+                skipped += 1
+                continue
+            start = time.perf_counter()
+            try:
+                _restore_one(job, network, device=device, tile=tile, precision=precision, overwrite=overwrite,
+                             tiles=progress.tiles(position))
+            except (HfpieError, OSError, ValueError, RuntimeError, MemoryError) as error:
+                failed += 1
+                progress.echo(f"error: {describe_failure(error, job)}")
+                continue
+            written += 1
+            progress.finished(position, job, time.perf_counter() - start)
+    except KeyboardInterrupt:
+        progress.close()
+        typer.echo(f"interrupted: wrote {written} of {len(jobs)} image(s)", err=True)
+        raise typer.Exit(130) from None
+    progress.close()
+    return written, skipped, failed
+
+
+def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, model: str | None, device: str | None,
+             tile: int | None, fp32: bool, overwrite: bool, skip_existing: bool, recursive: bool, quiet: bool,
+             threads: int | None, precision: str = "auto") -> None:
+    from .batch import plan_jobs
     from .precision import PRECISIONS
 
     if precision not in PRECISIONS:
         raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if fp32:
         precision = "fp32"
-    if device is not None:
-        torch_device = torch.device(device)
-    else:
-        torch_device = next(network.parameters()).device
-    failures = 0
-    show_progress = sys.stderr.isatty()
-    for index, (source, target) in enumerate(jobs, start=1):
-        try:
-            if target.exists() and not overwrite:
-                same = source.exists() and target.resolve() == source.resolve()
-                raise HfpieError(
-                    f"{target}: {'is the input itself' if same else 'already exists'}; pass --overwrite to replace it"
-                )
-            image = read_image(source)
-            if show_progress:
-                typer.echo(f"[{index}/{len(jobs)}] {source}", err=True)
-            result = enhance_image_file(
-                image, network, device=torch_device, tile=tile, precision=precision, halo=None,
-                progress=_progress_callback(show_progress),
-            )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(target, result)
-        except (HfpieError, OSError, ValueError) as error:
-            failures += 1
-            typer.echo(f"error: {error}", err=True)
-    done = len(jobs) - failures
-    typer.echo(f"{task}: wrote {done} of {len(jobs)} image(s)" + (f", {failures} failed" if failures else ""), err=True)
-    if failures:
+    if overwrite and skip_existing:
+        raise _fail("--overwrite and --skip-existing contradict each other; pass one of them")
+    try:
+        jobs = plan_jobs(inputs, output, recursive=recursive)
+    except HfpieError as error:
+        raise _fail(str(error)) from None
+    if not jobs:
+        raise _fail("no input images found (give files, folders or glob patterns)")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        network, torch_device = _load_network(task, scale, model, device)
+    except (HfpieError, ValueError) as error:
+        raise _fail(str(error)) from None
+    written, skipped, failed = _run_jobs(jobs, network, device=torch_device, tile=tile, precision=precision,
+                                         overwrite=overwrite, skip_existing=skip_existing, quiet=quiet)
+    if not quiet:
+        typer.echo(f"{task}: wrote {written} of {len(jobs)} image(s)"
+                   + (f", {skipped} skipped (already there)" if skipped else "")
+                   + (f", {failed} failed" if failed else ""), err=True)
+    if failed:
         raise typer.Exit(1)
 
 
 @app.command()
 def denoise(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
             tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
-            recursive: RecursiveOpt = False, precision: PrecisionOpt = "auto") -> None:
+            skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False, quiet: QuietOpt = False,
+            threads: ThreadsOpt = None, precision: PrecisionOpt = "auto") -> None:
     """Remove noise. Example: hfpie denoise noisy.png -o clean.png"""
     _restore("denoise", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
-             overwrite=overwrite, recursive=recursive, precision=precision)
+             overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
+             precision=precision)
 
 
 @app.command()
 def deblur(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
            tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
-           recursive: RecursiveOpt = False, precision: PrecisionOpt = "auto") -> None:
+           skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False, quiet: QuietOpt = False,
+           threads: ThreadsOpt = None, precision: PrecisionOpt = "auto") -> None:
     """Remove blur (blind). Example: hfpie deblur blurry.jpg -o sharp.jpg"""
     _restore("deblur", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
-             overwrite=overwrite, recursive=recursive, precision=precision)
+             overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
+             precision=precision)
 
 
 @app.command()
 def sr(inputs: InputsArg, output: OutputOpt,
-       scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor.")] = 4,
+       scale: Annotated[Optional[int], typer.Option("--scale", "-s", min=1, help="Upscaling factor (default: the model's; 4 for the default model).")] = None,
        model: ModelOpt = None, device: DeviceOpt = None, tile: TileOpt = None, fp32: Fp32Opt = False,
-       overwrite: OverwriteOpt = False, recursive: RecursiveOpt = False, precision: PrecisionOpt = "auto") -> None:
+       overwrite: OverwriteOpt = False, skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False,
+       quiet: QuietOpt = False, threads: ThreadsOpt = None, precision: PrecisionOpt = "auto") -> None:
     """Super-resolve (upscale). Example: hfpie sr small.png --scale 4 -o large.png"""
     _restore("sr", inputs, output, scale=scale, model=model, device=device, tile=tile, fp32=fp32,
-             overwrite=overwrite, recursive=recursive, precision=precision)
+             overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
+             precision=precision)
 
 
 @app.command()
@@ -169,9 +236,10 @@ def info() -> None:
 
     import torch
 
+    from . import __version__
     from .precision import cpu_bf16_flags, cpu_has_fast_bf16, resolve_precision
 
-    typer.echo(f"hfpie {_version()}, torch {torch.__version__}, Python {platform.python_version()}")
+    typer.echo(f"hfpie {__version__}, torch {torch.__version__}, Python {platform.python_version()}")
     typer.echo(f"cpu: {platform.machine()}, {torch.get_num_threads()} threads, "
                f"bf16 flags: {', '.join(cpu_bf16_flags()) or 'none'}, "
                f"fast bf16: {'yes' if cpu_has_fast_bf16() else 'no'} -> precision auto = {resolve_precision('auto', 'cpu')}")
@@ -180,16 +248,6 @@ def info() -> None:
             typer.echo(f"cuda:{index}: {torch.cuda.get_device_name(index)} -> precision auto = fp16")
     else:
         typer.echo("cuda: not available")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("hfpie")
-    except PackageNotFoundError:
-        return "(not installed)"
-
 
 @app.command("models")
 def models_command() -> None:
@@ -305,6 +363,7 @@ def eval_command(model: Annotated[str, typer.Argument(help="Model name, .safeten
                  max_images: Annotated[int, typer.Option(help="Only the first N images (0 = all).")] = 0,
                  device: DeviceOpt = None) -> None:
     """PSNR/SSIM (RGB and Y), LPIPS when available and seconds per megapixel on a validation folder."""
+    from .api import resolve_network
     from .training.evaluation import evaluate_folder, format_report, summarize
 
     network = None
@@ -336,6 +395,7 @@ def export_onnx_command(
     """Export a model to ONNX (dynamic batch, height and width; height and width multiples of the model's multiple_of)."""
     import importlib.util
 
+    from .api import resolve_network
     from .hub import TASKS, load_model
     from .onnx_export import check_onnx, default_check_sizes, export_onnx
 

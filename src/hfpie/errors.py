@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "DeviceNotAvailableError",
     "HfpieError",
     "ImageReadError",
+    "ImageWriteError",
     "ModelNotFoundError",
     "NoPretrainedWeightsError",
+    "NonFiniteOutputError",
     "UnsupportedImageError",
     "WeightsIntegrityError",
 ]
@@ -37,3 +40,18 @@ class ImageReadError(HfpieError):
 
 class UnsupportedImageError(HfpieError):
     """An image whose mode or layout hfpie cannot process faithfully."""
+
+
+class ImageWriteError(HfpieError, OSError):
+    """An output file that could not be written (folder missing or read-only, disk full...)."""
+
+    def __str__(self) -> str:  # OSError would add its errno fields
+        return str(self.args[0]) if self.args else ""
+
+
+class DeviceNotAvailableError(HfpieError, ValueError):
+    """A device name that is not valid or not present on this machine."""
+
+
+class NonFiniteOutputError(HfpieError):
+    """A network output with NaN or infinite values (damaged weights, or an overflow in float32)."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from .cpu_memory import HEAP_REUSE_MEMORY_FACTOR, heap_reuse, heap_reuse_enabled
+from .errors import DeviceNotAvailableError, NonFiniteOutputError
 from .models import HFPIENet
 from .precision import resolve_precision
 from .tiling import TileSpec, pad_to_multiple, tiled_forward
@@ -31,8 +32,10 @@ __all__ = [
     "CPU_TILE",
     "DEFAULT_MAX_HALO",
     "RunPlan",
+    "available_devices",
     "default_device",
     "plan_run",
+    "resolve_device",
     "run_network",
     "suggest_tile_batch",
     "suggest_tile_size",
@@ -55,6 +58,35 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def available_devices() -> list[str]:
+    """The devices present here: ``cpu``, then ``cuda:0``, ``cuda:1``... and ``mps`` where they exist."""
+    devices = ["cpu"] + [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device`` as a torch.device (None: :func:`default_device`), checked to exist on this machine.
+
+    Raises:
+        DeviceNotAvailableError: a name torch does not know (``"gpu"``), or a device absent here
+            (``"cuda"`` without CUDA, ``"cuda:1"`` with one GPU, ``"mps"`` off Apple silicon).
+    """
+    if device is None:
+        return default_device()
+    present = available_devices()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceNotAvailableError(f"unknown device {device!r}; devices here: {', '.join(present)}") from None
+    if resolved.type in {"cuda", "mps"}:
+        name = f"cuda:{resolved.index or 0}" if resolved.type == "cuda" else "mps"
+        if name not in present:
+            raise DeviceNotAvailableError(f"device {device!r} is not available; devices here: {', '.join(present)}")
+    return resolved
 
 
 def _bytes_per_pixel(network: HFPIENet, half: bool) -> float:
@@ -190,6 +222,9 @@ def run_network(
     float16 autocast on CUDA and float32 elsewhere (:func:`hfpie.precision.resolve_precision`);
     ``"fp32"``, ``"bf16"`` or ``"fp16"`` force one. 16-bit tiles with non-finite values are redone in
     float32. ``half`` is the old flag: True means the device's 16-bit type, False "fp32".
+
+    Raises:
+        NonFiniteOutputError: the output holds NaN or inf even in float32 (damaged weights).
     """
     if batch is not None:
         if tile_batch is not None and tile_batch != batch:
@@ -203,4 +238,11 @@ def run_network(
     with heap_reuse() if plan.device.type == "cpu" else nullcontext():
         output = tiled_forward(network, padded, plan.spec, tile=plan.tile, device=plan.device,
                                precision=plan.precision, progress=progress, tile_batch=plan.tile_batch)
-    return output[..., : height * config.scale, : width * config.scale].clamp_(0.0, 1.0)
+    output = output[..., : height * config.scale, : width * config.scale]
+    if not bool(torch.isfinite(output).all()):
+        raise NonFiniteOutputError(
+            "the network gave NaN or infinite values"
+            + (f" in {plan.precision} and again in float32" if plan.precision != "fp32" else "")
+            + "; its weights are probably damaged: load the model file again (or retrain)"
+        )
+    return output.clamp_(0.0, 1.0)
