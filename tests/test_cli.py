@@ -319,11 +319,11 @@ def test_nan_weights_never_give_an_image(tmp_path: Path) -> None:
 
 
 def test_non_finite_output_fails_the_image_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hfpie.api
+    import hfpie.runner
 
     checkpoint = save_checkpoint(make_identity(), tmp_path / "model.safetensors")  # finite weights
     _write_rgb(tmp_path / "in.png")
-    real = hfpie.api.tiled_forward
+    real = hfpie.runner.tiled_forward
 
     def overflowing(*args, **kwargs):  # as a float32 overflow would: inf in one pixel, NaN in another
         output = real(*args, **kwargs)
@@ -331,7 +331,7 @@ def test_non_finite_output_fails_the_image_and_writes_nothing(tmp_path: Path, mo
         output[..., 1, 1] = float("nan")
         return output
 
-    monkeypatch.setattr(hfpie.api, "tiled_forward", overflowing)
+    monkeypatch.setattr(hfpie.runner, "tiled_forward", overflowing)
     result = _run("denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(checkpoint))
     assert result.exit_code == 1 and "NaN" in result.output and "wrote 0 of 1" in result.output
     assert not (tmp_path / "out.png").exists()
