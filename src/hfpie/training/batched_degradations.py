@@ -412,13 +412,17 @@ def jpeg_quantization_tables(qualities: Tensor) -> tuple[Tensor, Tensor]:
     return tables[0], tables[1]
 
 
-def _dct_matrix(device: torch.device) -> Tensor:
-    """The orthonormal 8-point DCT-II matrix (JPEG's DCT)."""
+def _block_dct_matrix(device: torch.device) -> Tensor:
+    """JPEG's 2-D DCT of an 8x8 block as one ``(64, 64)`` matrix acting on the row-major flattened block.
+
+    It is the Kronecker product of the orthonormal 8-point DCT-II matrix with itself, so a batch of
+    blocks is transformed by one matrix product (its transpose is the inverse).
+    """
     index = torch.arange(8, device=device, dtype=torch.float32)
     matrix = torch.cos((2 * index.view(1, 8) + 1) * index.view(8, 1) * math.pi / 16)
     matrix[0] *= math.sqrt(1 / 8)
     matrix[1:] *= math.sqrt(2 / 8)
-    return matrix
+    return torch.kron(matrix, matrix)
 
 
 def _quantize_blocks(planes: Tensor, tables: Tensor) -> Tensor:
@@ -427,14 +431,15 @@ def _quantize_blocks(planes: Tensor, tables: Tensor) -> Tensor:
     ``planes`` is ``(B, P, H, W)`` with ``H`` and ``W`` multiples of 8, ``tables`` is ``(B, 8, 8)``.
     """
     batch, count, height, width = planes.shape
-    dct = _dct_matrix(planes.device)
+    dct = _block_dct_matrix(planes.device)
     blocks = (planes - 128.0).reshape(batch, count, height // 8, 8, width // 8, 8).transpose(3, 4)
-    steps = tables.view(batch, 1, 1, 1, 8, 8)
-    coefficients = dct @ blocks @ dct.T
+    steps = tables.view(batch, 1, 1, 1, 64)
+    coefficients = blocks.reshape(batch, count, height // 8, width // 8, 64) @ dct.T
     # libjpeg's integer DCT yields eighths of a coefficient and rounds their quotient half away from zero.
     eighths = torch.round(coefficients * 8.0)
     quantized = torch.sign(eighths) * torch.floor((eighths.abs() + 4.0 * steps) / (8.0 * steps)) * steps
-    decoded = (dct.T @ quantized @ dct).transpose(3, 4).reshape(batch, count, height, width)
+    decoded = (quantized @ dct).view(batch, count, height // 8, width // 8, 8, 8).transpose(3, 4)
+    decoded = decoded.reshape(batch, count, height, width)
     return torch.round(decoded + 128.0).clamp_(0.0, 255.0)
 
 
@@ -445,9 +450,8 @@ def _pad_rows_to_blocks(planes: Tensor) -> Tensor:
 
 def _downsample_chroma(planes: Tensor) -> Tensor:
     """libjpeg's 2x2 chroma downsampling: the mean of each 2x2 block with the bias 1, 2, 1, 2, ... before the shift."""
-    batch, count, height, width = planes.shape
-    sums = planes.reshape(batch, count, height // 2, 2, width // 2, 2).sum(dim=(3, 5))
-    bias = 1.0 + (torch.arange(width // 2, device=planes.device) % 2)
+    sums = planes[..., ::2, ::2] + planes[..., ::2, 1::2] + planes[..., 1::2, ::2] + planes[..., 1::2, 1::2]
+    bias = 1.0 + (torch.arange(planes.shape[-1] // 2, device=planes.device) % 2)
     return torch.floor((sums + bias) / 4.0)
 
 
