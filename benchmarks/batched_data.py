@@ -91,7 +91,8 @@ def measure_bicubic(folders: list[Path]) -> None:
     images = [read_image(path) for folder in folders for path in list_images(folder)]
     print(f"\nBicubic downscaling, {len(images)} images ({', '.join(folder.name for folder in folders)}): "
           "PSNR of the tensor version (8-bit) against Pillow:\n")
-    print("| scale | vs Pillow uint8 (protocol): min / mean dB | identical values | vs Pillow float (training): min dB |")
+    print("| scale | vs Pillow uint8 (protocol): min / mean dB | identical values "
+          "| vs Pillow float (training): min dB |")
     print("|---|---|---|---|")
     for scale in (2, 3, 4):
         protocol_psnr, identical, training_psnr = [], [], []

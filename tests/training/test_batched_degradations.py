@@ -135,7 +135,9 @@ def test_real_noise_jpeg_share() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sigma_x", "sigma_y", "angle", "radius"), [(0.6, 0.6, 0.0, 3), (2.5, 1.1, 1.0, 10), (1.3, 2.9, 2.5, 5)])
+@pytest.mark.parametrize(
+    ("sigma_x", "sigma_y", "angle", "radius"), [(0.6, 0.6, 0.0, 3), (2.5, 1.1, 1.0, 10), (1.3, 2.9, 2.5, 5)]
+)
 def test_gaussian_kernels_equal_the_reference(sigma_x: float, sigma_y: float, angle: float, radius: int) -> None:
     kernel = bd.gaussian_kernels(
         torch.tensor([sigma_x]), torch.tensor([sigma_y]), torch.tensor([angle]), torch.tensor([radius]), 21
@@ -146,7 +148,8 @@ def test_gaussian_kernels_equal_the_reference(sigma_x: float, sigma_y: float, an
 
 def test_add_blur_equals_the_reference_with_reflected_borders() -> None:
     images = synthetic_images(3, 37, 43).astype(np.float32) / 255
-    kernels = torch.cat([bd.random_blur_kernels(2, generator(1)), bd.random_motion_kernels(1, generator(2))[:, 2:-2, 2:-2]])
+    motion = bd.random_motion_kernels(1, generator(2))[:, 2:-2, 2:-2]  # cropped to 21x21 to stack
+    kernels = torch.cat([bd.random_blur_kernels(2, generator(1)), motion])
     blurred = to_numpy(bd.add_blur(torch.from_numpy(images).permute(0, 3, 1, 2), kernels))
     for image, kernel, result in zip(images, kernels, blurred):
         np.testing.assert_allclose(result, deg.add_blur(image, kernel.double().numpy()), atol=1e-5)

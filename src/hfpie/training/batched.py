@@ -79,7 +79,9 @@ class DevicePatchBatches:
             raise ValueError("no images given; pass the decoded training images (e.g. DevicePatchBatches.from_dataset)")
         scale = degradation.scale
         if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1 or patch_size % scale:
-            raise ValueError(f"patch_size must be a positive multiple of the degradation's scale {scale}, got {patch_size!r}")
+            raise ValueError(
+                f"patch_size must be a positive multiple of the degradation's scale {scale}, got {patch_size!r}"
+            )
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         if weighting not in ("area", "uniform"):
@@ -102,7 +104,8 @@ class DevicePatchBatches:
         self._pixels = torch.empty(sum(areas), 3, dtype=torch.uint8, device=self.device)
         offset = 0
         for image, area in zip(images, areas):
-            self._pixels[offset : offset + area].copy_(torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).view(area, 3))
+            pixels = torch.from_numpy(np.require(image, np.uint8, ["C", "W"]))  # a copy only if read-only
+            self._pixels[offset : offset + area].copy_(pixels.view(area, 3))
             offset += area
         sizes = torch.tensor(areas)
         self._offsets = (torch.cumsum(sizes, dim=0) - sizes).to(self.device)
@@ -130,7 +133,11 @@ class DevicePatchBatches:
         return torch.Generator(device=self.device).manual_seed(int(state))
 
     def clean_patches(self, count: int, generator: torch.Generator) -> Tensor:
-        """``count`` random crops with random flips/rotations: ``(count, 3, patch_size, patch_size)`` float32 in [0, 1]."""
+        """``count`` random crops, randomly flipped and rotated, as ``(count, 3, patch_size, patch_size)`` floats.
+
+        Each sample draws its image, its position and its flip/rotation code from ``generator``; the
+        crops are one gather from the image buffer. Values are in [0, 1] (uint8 / 255).
+        """
         size, device = self.patch_size, self.device
         draw = torch.rand(count, generator=generator, device=device)
         image = torch.searchsorted(self._cumulative_weights, draw, right=True).clamp_(max=len(self._offsets) - 1)
@@ -149,8 +156,11 @@ class DevicePatchBatches:
         return pixels.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
     def batch(self, block: int, batch_size: int) -> tuple[Tensor, Tensor]:
-        """Batch ``block``: ``(degraded, clean)`` float32 tensors on the device, of shapes
-        ``(batch_size, 3, patch_size // scale, patch_size // scale)`` and ``(batch_size, 3, patch_size, patch_size)``."""
+        """Batch ``block``: ``(degraded, clean)`` float32 tensors in [0, 1] on the device.
+
+        Their shapes are ``(batch_size, 3, patch_size // scale, patch_size // scale)`` and
+        ``(batch_size, 3, patch_size, patch_size)``.
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         generator = self.generator(block)
