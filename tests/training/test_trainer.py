@@ -71,6 +71,22 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path: Path) ->
     assert not list((tmp_path / "interrupted").glob("*.tmp")), "no temporary files are left"
 
 
+def test_tensor_data_pipeline_trains_and_resumes_exactly(tmp_path: Path) -> None:
+    folder = _images(tmp_path / "data")
+    config = _config(folder, data_pipeline="tensor")
+    straight = train(config, tmp_path / "straight", progress=False)
+    records = [r for r in _records(tmp_path / "straight") if "total" in r]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6] and all(np.isfinite(r["total"]) for r in records)
+    train(config, tmp_path / "interrupted", progress=False, stop_after=3)
+    resumed = train(config, tmp_path / "interrupted", resume=True, progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=f"{name} differs after resume")
+    numpy_run = train(config.replace(data_pipeline="numpy"), tmp_path / "numpy", progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(straight.state_dict().values(), numpy_run.state_dict().values()))
+    with pytest.raises(ValueError, match="data_pipeline must be numpy or tensor"):
+        config.replace(data_pipeline="gpu")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -57,6 +57,10 @@ class TrainConfig:
     jpeg_downscale: int = 1
     """Downscale JPEG training sources by this factor at load (2 removes JPEG artefacts for SR)."""
     num_workers: int = 0
+    data_pipeline: str = "numpy"
+    """How batches are made: "numpy" (PairedPatchDataset, per-sample NumPy/OpenCV, in num_workers DataLoader
+    workers) or "tensor" (hfpie.training.batched: the images kept on the training device as uint8, every batch
+    cropped and degraded there by tensor operations; for GPUs)."""
     overfit_batch: bool = False
     """Debugging: train on the first batch over and over (the loss must then fall towards zero)."""
 
@@ -115,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"task {self.task!r} is scale 1; remove scale={self.scale}")
         if self.patch_size % (self.scale * 4):
             raise ValueError(f"patch_size must be a multiple of 4 * scale = {4 * self.scale}")
+        if self.data_pipeline not in {"numpy", "tensor"}:
+            raise ValueError(f"data_pipeline must be numpy or tensor, got {self.data_pipeline!r}")
         if self.precision not in {"auto", "bf16", "fp32"}:
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.hpf_weight > 0 and not self.hpf_checkpoint:

@@ -3,7 +3,9 @@
 Reads top to bottom: :func:`train` builds everything from a :class:`TrainConfig`, then loops over
 steps. The batch of step ``s`` is a pure function of ``(seed, s)`` (item ``i`` of the dataset is drawn
 from ``default_rng([seed, 0, i])``), so a run killed at any moment and resumed from its last
-checkpoint sees exactly the batches an uninterrupted run would see.
+checkpoint sees exactly the batches an uninterrupted run would see. With ``data_pipeline="tensor"`` the
+batches are made on the training device by :class:`~hfpie.training.batched.DevicePatchBatches`, from a
+generator seeded with ``(seed, s)``, with the same guarantee.
 
 Run folder layout (outside the repository)::
 
@@ -42,6 +44,7 @@ from ..runner import run_network
 from ..hub import load_network
 from ..models import HFPIENet
 from ..precision import autocast, cpu_has_fast_bf16
+from .batched import DevicePatchBatches
 from .config import TrainConfig
 from .datasets import ImageFolderPairs, PairedPatchDataset
 from .degradations import make_degradation
@@ -274,11 +277,17 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         list(config.train_folders), degradation, config.patch_size, seed=config.seed,
         length=config.steps * config.batch_size * world_size, jpeg_downscale=config.jpeg_downscale,
     )
-    loader = DataLoader(
-        dataset, batch_size=config.batch_size, num_workers=config.num_workers,
-        sampler=_StepSampler(state.step, config.steps, config.batch_size, rank, world_size, config.overfit_batch),
-        pin_memory=device.type == "cuda",
-    )
+    if config.data_pipeline == "tensor":
+        loader = DevicePatchBatches.from_dataset(dataset, device).steps(
+            state.step, config.steps, config.batch_size, rank=rank, world_size=world_size,
+            repeat_first=config.overfit_batch,
+        )
+    else:
+        loader = DataLoader(
+            dataset, batch_size=config.batch_size, num_workers=config.num_workers,
+            sampler=_StepSampler(state.step, config.steps, config.batch_size, rank, world_size, config.overfit_batch),
+            pin_memory=device.type == "cuda",
+        )
     objective = _build_losses(config, device)
     validation = _validation_pairs(config) if rank == 0 else None
     log_file = (run_dir / "log.jsonl").open("a") if rank == 0 else None
