@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -22,6 +24,8 @@ from .tiling import TileSpec, pad_to_multiple, tiled_forward
 __all__ = [
     "CPU_TILE",
     "DEFAULT_MAX_HALO",
+    "MAX_STRENGTH",
+    "check_strength",
     "default_device",
     "enhance",
     "enhance_image_file",
@@ -39,6 +43,10 @@ CPU_TILE = 512
 """Core side (input pixels) of the default tiles on the CPU. Windows of about 640 x 640 keep each
 layer's working set small and reuse the same heap memory tile after tile; whole-image passes over
 larger images page-fault gigabytes of fresh memory and run up to 2x slower per pixel (docs/speed.md)."""
+
+
+MAX_STRENGTH = {"denoise": 2.0, "deblur": 1.0, "sr": 1.0}
+"""Largest ``strength`` per task (see :func:`enhance`)."""
 
 
 def default_device() -> torch.device:
@@ -183,9 +191,41 @@ def _merge_channels(colour: torch.Tensor, alpha: torch.Tensor | None, grey: bool
     return torch.cat(parts, dim=1)
 
 
-def _enhance_tensor(x: torch.Tensor, network: HFPIENet, **options: Any) -> torch.Tensor:
-    colour, alpha, grey = _split_channels(x)
+def check_strength(task: str, strength: float) -> float:
+    """``strength`` as a float, or a ValueError that names the range allowed for ``task``."""
+    maximum = MAX_STRENGTH[task]
+    if (isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not math.isfinite(strength)
+            or not 0 <= strength <= maximum):
+        zero = "the input upscaled bicubically" if task == "sr" else "the input unchanged"
+        top = "the model as trained" if maximum == 1 else "1 = the model as trained, more = stronger"
+        raise ValueError(f"strength for {task!r} must be between 0 ({zero}) and {maximum:g} ({top}), got {strength!r}")
+    return float(strength)
+
+
+def _baseline(colour: torch.Tensor, scale: int) -> torch.Tensor:
+    """What strength 0 returns: the input, upscaled bicubically for SR."""
+    colour = colour.float().cpu()
+    if scale == 1:
+        return colour
+    return F.interpolate(colour, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
+
+
+def _restore_colour(network: HFPIENet, colour: torch.Tensor, strength: float, **options: Any) -> torch.Tensor:
+    """The network's output mixed with :func:`_baseline` by ``strength`` (1: the output unchanged)."""
+    if strength == 1:
+        return run_network(network, colour, **options)
+    baseline = _baseline(colour, network.config.scale)
+    if strength == 0:
+        return baseline
     restored = run_network(network, colour, **options)
+    return torch.lerp(baseline, restored, strength).clamp_(0.0, 1.0)
+
+
+def _enhance_tensor(x: torch.Tensor, network: HFPIENet, strength: float = 1.0, **options: Any) -> torch.Tensor:
+    if strength == 0 and network.config.scale == 1:
+        return x.clone()  # the input, bit for bit (dtype, grey and alpha untouched)
+    colour, alpha, grey = _split_channels(x)
+    restored = _restore_colour(network, colour, strength, **options)
     return _merge_channels(restored, None if alpha is None else alpha.float().cpu(), grey, network.config.scale)
 
 
@@ -207,13 +247,16 @@ def _from_unit(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return x.astype(dtype)
 
 
-def enhance_image_file(image: ImageFile, network: HFPIENet, **options: Any) -> ImageFile:
-    """Enhance decoded file pixels (see :func:`hfpie.io.read_image`); keeps bit depth and metadata."""
+def enhance_image_file(image: ImageFile, network: HFPIENet, *, strength: float = 1.0, **options: Any) -> ImageFile:
+    """Enhance decoded file pixels (see :func:`hfpie.io.read_image`); keeps bit depth and metadata.
+
+    ``strength`` as in :func:`enhance`, not range-checked here (see :func:`check_strength`).
+    """
     maximum = 65535.0 if image.bit_depth == 16 else 255.0
     stack = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
     array = np.concatenate(stack, axis=2).astype(np.float32) / maximum
     x = torch.from_numpy(array).permute(2, 0, 1)[None]
-    y = _enhance_tensor(x, network, **options)[0].permute(1, 2, 0).numpy()
+    y = _enhance_tensor(x, network, strength, **options)[0].permute(1, 2, 0).numpy()
     y = _from_unit(y, image.pixels.dtype)
     channels = image.pixels.shape[2]
     return ImageFile(
@@ -273,6 +316,7 @@ def enhance(
     *,
     halo: int | str | None = None,
     tile_batch: int | None = None,
+    strength: float = 1.0,
 ) -> Any:
     """Denoise, deblur or super-resolve an image.
 
@@ -291,6 +335,10 @@ def enhance(
         halo: context around each tile: ``"exact"`` (the receptive radius: tiles give exactly the
             whole-image result), pixels, or None for the default cap (see :func:`run_network`).
         tile_batch: tiles run at once; default: as many as fit on CUDA, 1 on the CPU.
+        strength: how much of the model's change to apply: 0 returns the input (bit for bit for
+            8-bit, 16-bit and float32 images; for ``sr`` the input upscaled bicubically), 1 the
+            model as trained, values between mix the two pixel by pixel. ``denoise`` accepts up to
+            2 for stronger denoising (see docs/usage.md); :data:`MAX_STRENGTH` has each task's limit.
 
     Returns:
         The same type as ``image`` (a PIL image for a path), same dtype and value range; ``sr``
@@ -302,8 +350,9 @@ def enhance(
         >>> clean.save("clean.png")                         # doctest: +SKIP
     """
     network = resolve_network(task, scale, model, device)
+    strength = check_strength(task, strength)
     options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress),
-                   batch=tile_batch)
+                   batch=tile_batch, strength=strength)
     if isinstance(image, (str, os.PathLike)):
         return _file_to_pil(enhance_image_file(read_image(image), network, **options))
     if isinstance(image, Image.Image):

@@ -5,7 +5,9 @@ Examples::
     hfpie denoise noisy.png -o clean.png
     hfpie sr photos/ --recursive --scale 4 -o upscaled/
     hfpie deblur "shots/*.jpg" -o sharp/ --tile 512
+    hfpie denoise noisy.png -o softer.png --strength 0.5
     hfpie models
+    hfpie demo
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile core size i
 Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Disable float16 autocast on CUDA.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (even an input).")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of input folders.")]
+StrengthOpt = Annotated[float, typer.Option("--strength", help="0 = the input (sr: upscaled), 1 = the model as trained; denoise takes up to 2 for stronger denoising.")]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -79,12 +82,16 @@ def _plan_outputs(inputs: list[tuple[Path, Path]], output: Path) -> list[tuple[P
 
 
 def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: str | None, device: str | None,
-             tile: int | None, fp32: bool, overwrite: bool, recursive: bool) -> None:
+             tile: int | None, fp32: bool, overwrite: bool, recursive: bool, strength: float = 1.0) -> None:
     import torch
 
-    from .api import _progress_callback, enhance_image_file
+    from .api import _progress_callback, check_strength, enhance_image_file
     from .io import read_image, write_image
 
+    try:
+        strength = check_strength(task, strength)
+    except ValueError as error:
+        raise _fail(str(error)) from None
     jobs = _plan_outputs(collect_inputs(inputs, recursive), output)
     if not jobs:
         raise _fail("no input images found (give files, folders or glob patterns)")
@@ -111,7 +118,7 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: s
                 typer.echo(f"[{index}/{len(jobs)}] {source}", err=True)
             result = enhance_image_file(
                 image, network, device=torch_device, tile=tile, half=half, halo=None,
-                progress=_progress_callback(show_progress),
+                progress=_progress_callback(show_progress), strength=strength,
             )
             target.parent.mkdir(parents=True, exist_ok=True)
             write_image(target, result)
@@ -127,29 +134,42 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int, model: s
 @app.command()
 def denoise(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
             tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
-            recursive: RecursiveOpt = False) -> None:
+            recursive: RecursiveOpt = False, strength: StrengthOpt = 1.0) -> None:
     """Remove noise. Example: hfpie denoise noisy.png -o clean.png"""
     _restore("denoise", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
-             overwrite=overwrite, recursive=recursive)
+             overwrite=overwrite, recursive=recursive, strength=strength)
 
 
 @app.command()
 def deblur(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
            tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
-           recursive: RecursiveOpt = False) -> None:
+           recursive: RecursiveOpt = False, strength: StrengthOpt = 1.0) -> None:
     """Remove blur (blind). Example: hfpie deblur blurry.jpg -o sharp.jpg"""
     _restore("deblur", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
-             overwrite=overwrite, recursive=recursive)
+             overwrite=overwrite, recursive=recursive, strength=strength)
 
 
 @app.command()
 def sr(inputs: InputsArg, output: OutputOpt,
        scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor.")] = 4,
        model: ModelOpt = None, device: DeviceOpt = None, tile: TileOpt = None, fp32: Fp32Opt = False,
-       overwrite: OverwriteOpt = False, recursive: RecursiveOpt = False) -> None:
+       overwrite: OverwriteOpt = False, recursive: RecursiveOpt = False, strength: StrengthOpt = 1.0) -> None:
     """Super-resolve (upscale). Example: hfpie sr small.png --scale 4 -o large.png"""
     _restore("sr", inputs, output, scale=scale, model=model, device=device, tile=tile, fp32=fp32,
-             overwrite=overwrite, recursive=recursive)
+             overwrite=overwrite, recursive=recursive, strength=strength)
+
+
+@app.command()
+def demo(host: Annotated[str, typer.Option("--host", help="Address to serve on (0.0.0.0: reachable from other machines).")] = "127.0.0.1",
+         port: Annotated[Optional[int], typer.Option("--port", help="Port (default: 7860, or the next free one).")] = None,
+         device: Annotated[str, typer.Option("--device", help="Where the models run: cpu, cuda, mps.")] = "cpu") -> None:
+    """Open a web page to try the models (needs `pip install "hfpie\\[demo]"`). Example: hfpie demo --port 7860"""
+    from .demo import launch_demo
+
+    try:
+        launch_demo(host=host, port=port, device=device)
+    except HfpieError as error:  # Gradio missing
+        raise _fail(str(error)) from None
 
 
 @app.command("models")
