@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8, help="first N images of each set")
     parser.add_argument("--sigmas", type=int, nargs="+", default=[15, 50])
     parser.add_argument("--no-network", action="store_true", help="skip network interpolation (slow)")
+    parser.add_argument("--denoise-only", action="store_true", help="skip the deblur and SR rows")
     parser.add_argument("--output", type=Path, help="write the means as JSON")
     parser.add_argument("--figure", type=Path, help="write a crop strip across strengths (sigma 50)")
     parser.add_argument("--threads", type=int, default=1)
@@ -160,7 +161,7 @@ def main() -> None:
         if args.output:
             args.output.write_text(json.dumps(results, indent=1) + "\n")
 
-    for task in ("deblur", "sr"):
+    for task in () if args.denoise_only else ("deblur", "sr"):
         results[task] = blend_rows(args.data, task, min(args.images, 4))
         save()
     for sigma in args.sigmas:

@@ -96,6 +96,29 @@ def test_sr_strength_zero_resizes_grey_and_alpha_like_the_model() -> None:
     assert out.shape == (18, 22, 2) and out.dtype == np.uint8
 
 
+def test_denoise_strength_above_one_mixes_in_a_second_pass(restorer) -> None:
+    image = torch.rand(1, 3, 22, 19)
+    once = enhance(image, model=restorer)
+    twice = enhance(once, model=restorer)
+    assert (twice - once).abs().mean() > 0.01  # a second pass does change it
+    assert torch.allclose(enhance(image, model=restorer, strength=2), twice, atol=1e-6)
+    assert torch.allclose(enhance(image, model=restorer, strength=1.25), once + 0.25 * (twice - once), atol=1e-6)
+
+    calls: list[tuple[int, int]] = []
+    enhance(image, model=restorer, strength=1.5, tile=8, progress=lambda done, total: calls.append((done, total)))
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)  # one bar over both passes
+    assert calls[-1][0] == calls[-1][1] and len({total for _, total in calls}) == 1
+
+
+def test_strength_above_one_is_refused_for_sr_models_below_the_api(sr2) -> None:
+    from hfpie.api import enhance_image_file
+    from hfpie.io import image_file_from_pil
+
+    image = image_file_from_pil(Image.fromarray(_image((8, 8, 3), np.uint8)))
+    with pytest.raises(ValueError, match="strength above 1 needs a restoration"):
+        enhance_image_file(image, sr2, strength=1.5)
+
+
 @pytest.mark.parametrize(("task", "strength"), [("denoise", -0.1), ("denoise", math.nan), ("denoise", math.inf),
                                                 ("denoise", MAX_STRENGTH["denoise"] + 0.01), ("deblur", 1.5),
                                                 ("sr", 1.01), ("denoise", "0.5"), ("denoise", True)])

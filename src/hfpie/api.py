@@ -211,14 +211,28 @@ def _baseline(colour: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def _restore_colour(network: HFPIENet, colour: torch.Tensor, strength: float, **options: Any) -> torch.Tensor:
-    """The network's output mixed with :func:`_baseline` by ``strength`` (1: the output unchanged)."""
+    """The network's output at ``strength`` (measured against the alternatives in docs/usage.md).
+
+    Below 1: a pixel-wise mix of :func:`_baseline` and the output. Above 1 (restoration only): a mix
+    of the output and a second pass of the network over it (2: two passes).
+    """
     if strength == 1:
         return run_network(network, colour, **options)
-    baseline = _baseline(colour, network.config.scale)
-    if strength == 0:
-        return baseline
-    restored = run_network(network, colour, **options)
-    return torch.lerp(baseline, restored, strength).clamp_(0.0, 1.0)
+    if strength < 1:
+        baseline = _baseline(colour, network.config.scale)
+        if strength == 0:
+            return baseline
+        return torch.lerp(baseline, run_network(network, colour, **options), strength).clamp_(0.0, 1.0)
+    if network.config.scale != 1:
+        raise ValueError(f"strength above 1 needs a restoration (scale 1) model, got strength {strength:g} "
+                         f"for a x{network.config.scale} model")
+    progress = options.pop("progress", None)
+    halves = [None, None] if progress is None else [
+        lambda done, total, first=first: progress(done + (0 if first else total), 2 * total) for first in (True, False)
+    ]
+    restored = run_network(network, colour, progress=halves[0], **options)
+    again = run_network(network, restored, progress=halves[1], **options)
+    return torch.lerp(restored, again, strength - 1).clamp_(0.0, 1.0)
 
 
 def _enhance_tensor(x: torch.Tensor, network: HFPIENet, strength: float = 1.0, **options: Any) -> torch.Tensor:
@@ -337,8 +351,9 @@ def enhance(
         tile_batch: tiles run at once; default: as many as fit on CUDA, 1 on the CPU.
         strength: how much of the model's change to apply: 0 returns the input (bit for bit for
             8-bit, 16-bit and float32 images; for ``sr`` the input upscaled bicubically), 1 the
-            model as trained, values between mix the two pixel by pixel. ``denoise`` accepts up to
-            2 for stronger denoising (see docs/usage.md); :data:`MAX_STRENGTH` has each task's limit.
+            model as trained, values between mix the two pixel by pixel. ``denoise`` takes up to 2
+            for stronger denoising: the output mixed with a second pass over it (2: two passes, twice
+            the time). :data:`MAX_STRENGTH` has each task's limit; measurements in docs/usage.md.
 
     Returns:
         The same type as ``image`` (a PIL image for a path), same dtype and value range; ``sr``
