@@ -1,7 +1,8 @@
 """PSNR against ``strength``: which way of weakening or strengthening a model measures best.
 
-    python benchmarks/strength.py --data ../shared/data/val --images 8 --output docs/strength.json \\
+    python benchmarks/strength.py --images 8 --sigmas 15 50 75 --no-network --output docs/strength.json \\
         --figure docs/figures/strength.png
+    python benchmarks/strength.py --denoise-only --sigmas --real 4 --output docs/strength.json
 
 Candidates (``f`` is the network, ``x`` the input, ``s`` the strength):
 
@@ -17,6 +18,8 @@ Candidates (``f`` is the network, ``x`` the input, ``s`` the strength):
 Denoising uses the evaluation protocol (``ImageFolderPairs``: Gaussian noise seeded by sigma and
 image index, 8-bit inputs, PSNR on RGB); SR x4 and deblurring are measured with ``blend`` too (for
 SR, ``x`` is the bicubic upscaling of the input). Outputs are rounded to 8 bits before scoring.
+``enhance`` rows are the library itself (``hfpie.enhance(..., strength=s)``): ``blend`` up to 1 and
+``reapply`` above, the choice these measurements support (docs/usage.md).
 """
 
 from __future__ import annotations
@@ -90,6 +93,25 @@ def denoise_rows(data: Path, sigma: int, images: int, with_network: bool) -> dic
     return {method: {s: float(np.mean(v)) for s, v in by_strength.items()} for method, by_strength in scores.items()}
 
 
+def real_noise_rows(data: Path, pairs_wanted: int) -> dict[str, dict[str, float]]:
+    """The Gaussian ``denoise`` model on PolyU real noise (evenly spaced pairs): above 1, where the
+    model leaves noise in, ``enhance`` (second pass) against ``amplify``."""
+    network = load_model("denoise", device="cpu")
+    pairs = ImageFolderPairs(data / "polyu_real_noise", "denoise-real")
+    scores: dict[str, dict[str, list[float]]] = {}
+    for index in range(0, len(pairs), max(1, len(pairs) // pairs_wanted))[:pairs_wanted]:
+        _, noisy, clean = pairs[index]
+        for s in (0.0, 0.5, 1.0, 1.5, 2.0):
+            out = enhance(noisy, "denoise", model=network, device="cpu", half=False, strength=s)
+            scores.setdefault("enhance", {}).setdefault(f"{s:g}", []).append(psnr(out, clean))
+        x = _tensor(noisy)
+        fx = run_network(network, x, device="cpu", half=False)
+        for s in (1.5, 2.0):
+            amplified = _u8(run_network(network, fx + s * (x - fx), device="cpu", half=False))
+            scores.setdefault("amplify", {}).setdefault(f"{s:g}", []).append(psnr(amplified, clean))
+    return {method: {s: float(np.mean(v)) for s, v in by_strength.items()} for method, by_strength in scores.items()}
+
+
 def blend_rows(data: Path, task: str, images: int) -> dict[str, dict[str, float]]:
     """``blend`` for deblur (CBSD68) or SR x4 (Set14, Y channel, border 4), and ``enhance`` where allowed."""
     if task == "sr":
@@ -116,45 +138,59 @@ def blend_rows(data: Path, task: str, images: int) -> dict[str, dict[str, float]
 
 def crop_strip(data: Path, sigma: int, index: int, box: tuple[int, int, int], strengths: tuple[float, ...],
                path: Path) -> None:
-    """One crop of a CBSD68 image across strengths, labelled with each crop's PSNR."""
+    """One crop of a CBSD68 image across strengths (``enhance``), each labelled with the crop's PSNR;
+    saved as a 256-colour PNG to keep the file small."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     network = load_model("denoise", device="cpu")
     _, noisy, clean = ImageFolderPairs(data / "cbsd68", "denoise", sigma=sigma)[index]
     top, left, side = box
-    fig, axes = plt.subplots(1, len(strengths) + 1, figsize=(1.45 * (len(strengths) + 1), 1.75), dpi=100)
+    reference = clean[top:top + side, left:left + side]
+    fig, axes = plt.subplots(1, len(strengths) + 1, figsize=(1.5 * (len(strengths) + 1), 1.95), dpi=100)
     for axis, s in zip(axes, strengths):
-        out = enhance(noisy, "denoise", model=network, device="cpu", half=False, strength=s)
-        crop = out[top:top + side, left:left + side]
+        crop = enhance(noisy, "denoise", model=network, device="cpu", half=False, strength=s)[top:top + side, left:left + side]
         axis.imshow(crop, interpolation="nearest")
-        axis.set_title(f"s={s:g}\n{psnr(crop, clean[top:top + side, left:left + side]):.2f} dB", fontsize=7)
+        axis.set_title(f"strength {s:g}\n{psnr(crop, reference):.2f} dB", fontsize=8)
+    axes[-1].imshow(reference, interpolation="nearest")
+    axes[-1].set_title("clean\n(reference)", fontsize=8)
+    for axis in axes:
         axis.axis("off")
-    axes[-1].imshow(clean[top:top + side, left:left + side], interpolation="nearest")
-    axes[-1].set_title("clean\n", fontsize=7)
-    axes[-1].axis("off")
-    fig.tight_layout(pad=0.2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.78, wspace=0.04)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "val")
     parser.add_argument("--images", type=int, default=8, help="first N images of each set")
-    parser.add_argument("--sigmas", type=int, nargs="+", default=[15, 50])
+    parser.add_argument("--sigmas", type=int, nargs="*", default=[15, 50])
+    parser.add_argument("--real", type=int, default=0, help="also N PolyU real-noise pairs")
     parser.add_argument("--no-network", action="store_true", help="skip network interpolation (slow)")
     parser.add_argument("--denoise-only", action="store_true", help="skip the deblur and SR rows")
-    parser.add_argument("--output", type=Path, help="write the means as JSON")
+    parser.add_argument("--figure-only", action="store_true", help="only write --figure")
+    parser.add_argument("--output", type=Path, help="write the means as JSON (sections already there are kept)")
     parser.add_argument("--figure", type=Path, help="write a crop strip across strengths (sigma 50)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.figure_only:
+        crop_strip(args.data, 50, 0, (100, 180, 96), (0.0, 0.25, 0.5, 0.75, 1.0, 2.0), args.figure)
+        return
     start = time.perf_counter()
-    results: dict[str, object] = {"images": args.images, "strengths": list(STRENGTHS)}
+    results: dict[str, object] = {}
+    if args.output and args.output.exists():
+        results = json.loads(args.output.read_text())
+    results.update({"images": args.images, "strengths": list(STRENGTHS)})
 
     def save() -> None:  # after every section, so a long run keeps what it measured
         results["seconds"] = round(time.perf_counter() - start, 1)
@@ -167,9 +203,12 @@ def main() -> None:
     for sigma in args.sigmas:
         results[f"denoise_sigma{sigma}"] = denoise_rows(args.data, sigma, args.images, not args.no_network)
         save()
+    if args.real:
+        results[f"denoise_polyu_{args.real}_pairs"] = real_noise_rows(args.data, args.real)
+        save()
     print(json.dumps(results, indent=1))
     if args.figure:
-        crop_strip(args.data, 50, 0, (100, 180, 96), (0.0, 0.5, 1.0, 1.5, 2.0), args.figure)
+        crop_strip(args.data, 50, 0, (100, 180, 96), (0.0, 0.25, 0.5, 0.75, 1.0, 2.0), args.figure)
 
 
 if __name__ == "__main__":

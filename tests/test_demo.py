@@ -107,6 +107,18 @@ def test_enhance_upload_refuses_a_model_of_another_task(tmp_path: Path) -> None:
     assert models_for_task("sr")[1] == "sr-x4"
 
 
+def test_old_request_folders_are_removed(tmp_path: Path) -> None:
+    from hfpie.demo import _remove_older_than
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        folder.mkdir()
+        (folder / "result.png").write_bytes(PNG_SIGNATURE)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    _remove_older_than(tmp_path, 3600)
+    assert not old.exists() and (new / "result.png").exists()
+
+
 def test_demo_without_gradio_says_how_to_install_it(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
     result = CliRunner().invoke(app, ["demo"])

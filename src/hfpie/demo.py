@@ -11,6 +11,7 @@ without it.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from .io import read_image, write_image
 __all__ = ["DEMO_INSTALL_HINT", "build_demo", "enhance_upload", "launch_demo", "models_for_task"]
 
 DEMO_INSTALL_HINT = 'the demo needs Gradio: pip install "hfpie[demo]"'
+KEEP_SECONDS = 3600
+"""Uploads and results older than this are deleted (ours and Gradio's cache)."""
 
 
 def _import_gradio() -> Any:
@@ -80,11 +83,12 @@ def enhance_upload(path: str | Path, task: str, model: str, strength: float, fol
 def build_demo(*, device: str = "cpu") -> Any:
     """The Gradio app (a ``gradio.Blocks``); raises :class:`HfpieError` when Gradio is missing."""
     gr = _import_gradio()
-    workspace = tempfile.TemporaryDirectory(prefix="hfpie-demo-")  # removed with the app object
+    workspace = tempfile.TemporaryDirectory(prefix="hfpie-demo-")  # removed with the app
 
     def run(path: str | None, task: str, model: str, strength: float) -> tuple[Any, Any, str]:
         if not path:
             raise gr.Error("Upload an image first.")
+        _remove_older_than(Path(workspace.name), KEEP_SECONDS)  # Gradio has its own copies by then
         try:
             before, result, summary = enhance_upload(
                 path, task, model, strength, tempfile.mkdtemp(dir=workspace.name), device=device
@@ -103,8 +107,7 @@ def build_demo(*, device: str = "cpu") -> Any:
     # Every model is a valid value (API calls are checked against these choices); the page narrows
     # the list to the chosen task's models.
     everything = [name for task_name in TASKS for name in models_for_task(task_name)[0]]
-    with gr.Blocks(title="hfpie demo", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
-        app.workspace = workspace  # keep the folder alive as long as the app
+    with gr.Blocks(title="hfpie demo", analytics_enabled=False, delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as app:
         gr.Markdown("# hfpie: denoise, deblur, super-resolve\nUpload an image, choose a task, press **Enhance**.")
         with gr.Row():
             with gr.Column(scale=1):
@@ -124,6 +127,14 @@ def build_demo(*, device: str = "cpu") -> Any:
         app.load(switch_task, [task, strength], [model, strength], api_name=False)
         button.click(run, [upload, task, model, strength], [slider, download, status], api_name="enhance")
     return app
+
+
+def _remove_older_than(folder: Path, seconds: float) -> None:
+    """Delete the request folders under ``folder`` last changed more than ``seconds`` ago."""
+    limit = time.time() - seconds
+    for request in folder.iterdir():
+        if request.is_dir() and request.stat().st_mtime < limit:
+            shutil.rmtree(request, ignore_errors=True)
 
 
 def _strength_info(task: str) -> str:
