@@ -111,7 +111,7 @@ def build_demo(*, device: str = "cpu") -> Any:
         gr.Markdown("# hfpie: denoise, deblur, super-resolve\nUpload an image, choose a task, press **Enhance**.")
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.Image(label="Input image", type="filepath", image_mode=None, format="png",
+                upload = gr.Image(label="Input image", type="filepath", image_mode=None, format="png", height=320,
                                   sources=["upload", "clipboard"], elem_id="input-image")
                 task = gr.Radio(list(TASKS), value="denoise", label="Task", elem_id="task")
                 model = gr.Dropdown(everything, value=default, label="Model", elem_id="model")
