@@ -209,12 +209,18 @@ def test_demo_api_through_the_gradio_client(demo_url: str, tmp_path: Path) -> No
         client.predict(handle_file(str(source)), "deblur", "deblur", 1.5, api_name="/enhance")
 
 
-def test_demo_page_in_headless_chromium(demo_url: str, tmp_path: Path) -> None:
-    """Upload, run denoise at strength 0.5 and SR x4, check the slider's images and the downloaded file."""
+@pytest.fixture(scope="module")  # module scope, listed first: runs before the module-scoped server
+def chromium() -> tuple[str, str]:
+    """Chromium and chromedriver paths, and Selenium (checked before the server starts)."""
     _require("selenium")
-    chromium = find_chromium()
-    if chromium is None:
+    found = find_chromium()
+    if found is None:
         _missing("Chromium and chromedriver not found (Debian: apt-get install chromium chromium-driver)")
+    return found
+
+
+def test_demo_page_in_headless_chromium(chromium: tuple[str, str], demo_url: str, tmp_path: Path) -> None:
+    """Upload, run denoise at strength 0.5 and SR x4, check the slider's images and the downloaded file."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
