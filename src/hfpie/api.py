@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +23,8 @@ __all__ = [
     "CPU_TILE",
     "DEFAULT_MAX_HALO",
     "available_devices",
+    "MAX_STRENGTH",
+    "check_strength",
     "default_device",
     "enhance",
     "enhance_image_file",
@@ -31,6 +35,10 @@ __all__ = [
 ]
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, torch.Tensor)
+MAX_STRENGTH = {"denoise": 2.0, "deblur": 1.0, "sr": 1.0}
+"""Largest ``strength`` per task (see :func:`enhance`)."""
+
+
 # --- conversions between the caller's image type and (N, 3, H, W) float tensors ---------------------
 
 def _file_to_pil_or_array(image: ImageFile) -> Image.Image | np.ndarray:
@@ -69,9 +77,55 @@ def _merge_channels(colour: torch.Tensor, alpha: torch.Tensor | None, grey: bool
     return torch.cat(parts, dim=1)
 
 
-def _enhance_tensor(x: torch.Tensor, network: HFPIENet, **options: Any) -> torch.Tensor:
+def check_strength(task: str, strength: float) -> float:
+    """``strength`` as a float, or a ValueError that names the range allowed for ``task``."""
+    maximum = MAX_STRENGTH[task]
+    if (isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not math.isfinite(strength)
+            or not 0 <= strength <= maximum):
+        zero = "the input upscaled bicubically" if task == "sr" else "the input unchanged"
+        top = "the model as trained" if maximum == 1 else "1 = the model as trained, more = stronger"
+        raise ValueError(f"strength for {task!r} must be between 0 ({zero}) and {maximum:g} ({top}), got {strength!r}")
+    return float(strength)
+
+
+def _baseline(colour: torch.Tensor, scale: int) -> torch.Tensor:
+    """What strength 0 returns: the input, upscaled bicubically for SR."""
+    colour = colour.float().cpu()
+    if scale == 1:
+        return colour
+    return F.interpolate(colour, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
+
+
+def _restore_colour(network: HFPIENet, colour: torch.Tensor, strength: float, **options: Any) -> torch.Tensor:
+    """The network's output at ``strength`` (measured against the alternatives in docs/usage.md).
+
+    Below 1: a pixel-wise mix of :func:`_baseline` and the output. Above 1 (restoration only): a mix
+    of the output and a second pass of the network over it (2: two passes).
+    """
+    if strength == 1:
+        return run_network(network, colour, **options)
+    if strength < 1:
+        baseline = _baseline(colour, network.config.scale)
+        if strength == 0:
+            return baseline
+        return torch.lerp(baseline, run_network(network, colour, **options), strength).clamp_(0.0, 1.0)
+    if network.config.scale != 1:
+        raise ValueError(f"strength above 1 needs a restoration (scale 1) model, got strength {strength:g} "
+                         f"for a x{network.config.scale} model")
+    progress = options.pop("progress", None)
+    halves = [None, None] if progress is None else [
+        lambda done, total, first=first: progress(done + (0 if first else total), 2 * total) for first in (True, False)
+    ]
+    restored = run_network(network, colour, progress=halves[0], **options)
+    again = run_network(network, restored, progress=halves[1], **options)
+    return torch.lerp(restored, again, strength - 1).clamp_(0.0, 1.0)
+
+
+def _enhance_tensor(x: torch.Tensor, network: HFPIENet, strength: float = 1.0, **options: Any) -> torch.Tensor:
+    if strength == 0 and network.config.scale == 1:
+        return x.clone()  # the input, bit for bit (dtype, grey and alpha untouched)
     colour, alpha, grey = _split_channels(x)
-    restored = run_network(network, colour, **options)
+    restored = _restore_colour(network, colour, strength, **options)
     return _merge_channels(restored, None if alpha is None else alpha.float().cpu(), grey, network.config.scale)
 
 
@@ -120,14 +174,17 @@ def _precision_for_input(network: HFPIENet, options: dict[str, Any], high_depth:
     return {**options, "precision": "fp32"} if device.type == "cpu" else options
 
 
-def enhance_image_file(image: ImageFile, network: HFPIENet, **options: Any) -> ImageFile:
-    """Enhance decoded file pixels (see :func:`hfpie.io.read_image`); keeps bit depth and metadata."""
+def enhance_image_file(image: ImageFile, network: HFPIENet, *, strength: float = 1.0, **options: Any) -> ImageFile:
+    """Enhance decoded file pixels (see :func:`hfpie.io.read_image`); keeps bit depth and metadata.
+
+    ``strength`` as in :func:`enhance`, not range-checked here (see :func:`check_strength`).
+    """
     options = _precision_for_input(network, options, high_depth=image.bit_depth == 16)
     maximum = 65535.0 if image.bit_depth == 16 else 255.0
     stack = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
     array = np.concatenate(stack, axis=2).astype(np.float32) / maximum
     x = torch.from_numpy(array).permute(2, 0, 1)[None]
-    y = _enhance_tensor(x, network, **options)[0].permute(1, 2, 0).numpy()
+    y = _enhance_tensor(x, network, strength, **options)[0].permute(1, 2, 0).numpy()
     y = _from_unit(y, image.pixels.dtype)
     channels = image.pixels.shape[2]
     return ImageFile(
@@ -191,6 +248,7 @@ def enhance(
     tile_batch: int | None = None,
     precision: str | None = None,
     revision: str | None = None,
+    strength: float = 1.0,
 ) -> Any:
     """Denoise, deblur or super-resolve an image.
 
@@ -217,6 +275,11 @@ def enhance(
             float32 elsewhere; 16-bit and float inputs stay float32 on the CPU), ``"fp32"``,
             ``"bf16"`` or ``"fp16"``.
         revision: branch, tag or commit of a Hub ``model`` (default: ``main``).
+        strength: how much of the model's change to apply: 0 returns the input (bit for bit for
+            8-bit, 16-bit and float32 images; for ``sr`` the input upscaled bicubically), 1 the
+            model as trained, values between mix the two pixel by pixel. ``denoise`` takes up to 2
+            for stronger denoising: the output mixed with a second pass over it (2: two passes, twice
+            the time). :data:`MAX_STRENGTH` has each task's limit; measurements in docs/usage.md.
 
     Returns:
         The same type as ``image``, same dtype and value range; for a path, a PIL image, except for
@@ -236,8 +299,9 @@ def enhance(
         >>> clean.save("clean.png")                         # doctest: +SKIP
     """
     network = resolve_network(task, scale, model, device, revision=revision)
+    strength = check_strength(task, strength)
     options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress),
-                   tile_batch=tile_batch, precision=precision)
+                   tile_batch=tile_batch, precision=precision, strength=strength)
     if isinstance(image, (str, os.PathLike)):
         return _file_to_pil_or_array(enhance_image_file(read_image(image), network, **options))
     if isinstance(image, Image.Image):

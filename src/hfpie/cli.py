@@ -5,7 +5,9 @@ Examples::
     hfpie denoise noisy.png -o clean.png
     hfpie sr photos/ --recursive --scale 4 -o upscaled/
     hfpie deblur "shots/**/*.jpg" -o sharp/ --tile 512 --skip-existing
+    hfpie denoise noisy.png -o softer.png --strength 0.5
     hfpie models
+    hfpie demo
 
 torch is imported inside the commands that run a network, so ``hfpie --help`` starts quickly.
 """
@@ -51,6 +53,7 @@ PrecisionOpt = Annotated[str, typer.Option(
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (even an input).")]
 SkipExistingOpt = Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist alone (resume a stopped batch).")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of input folders.")]
+StrengthOpt = Annotated[float, typer.Option("--strength", help="0 = the input (sr: upscaled), 1 = the model as trained; denoise takes up to 2 for stronger denoising.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only: no progress, no summary.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for inference (default: PyTorch's).")]
 
@@ -109,7 +112,7 @@ def _load_network(task: str, scale: int | None, model: str | None, device: str |
 
 
 def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int | None, precision: str,
-                 overwrite: bool, tiles: Callable[[int, int], None] | None) -> None:
+                 strength: float, overwrite: bool, tiles: Callable[[int, int], None] | None) -> None:
     """Read, check, enhance and write one image; every check that needs no network comes first."""
     from .api import enhance_image_file
     from .batch import check_output_folder
@@ -123,13 +126,13 @@ def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int
     image = read_image(job.source)
     check_can_encode(image, format_for(job.target, image.format))
     result = enhance_image_file(image, network, device=device, tile=tile, precision=precision, halo=None,
-                                progress=tiles)
+                                progress=tiles, strength=strength)
     job.target.parent.mkdir(parents=True, exist_ok=True)
     write_image(job.target, result)
 
 
 def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile: int | None, precision: str,
-              overwrite: bool, skip_existing: bool, quiet: bool) -> tuple[int, int, int]:
+              strength: float, overwrite: bool, skip_existing: bool, quiet: bool) -> tuple[int, int, int]:
     """(written, skipped, failed): each image on its own, a failure reported and the batch going on;
     Ctrl-C says how many were written and exits with 130 (no file is ever half-written)."""
     from .batch import BatchProgress, describe_failure
@@ -143,7 +146,8 @@ def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile:
                 continue
             start = time.perf_counter()
             try:
-                _restore_one(job, network, device=device, tile=tile, precision=precision, overwrite=overwrite,
+                _restore_one(job, network, device=device, tile=tile, precision=precision, strength=strength,
+                             overwrite=overwrite,
                              tiles=progress.tiles(position))
             except (HfpieError, OSError, ValueError, RuntimeError, MemoryError) as error:
                 failed += 1
@@ -161,10 +165,15 @@ def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile:
 
 def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, model: str | None, device: str | None,
              tile: int | None, fp32: bool, overwrite: bool, skip_existing: bool, recursive: bool, quiet: bool,
-             threads: int | None, precision: str = "auto") -> None:
+             threads: int | None, precision: str = "auto", strength: float = 1.0) -> None:
+    from .api import check_strength
     from .batch import plan_jobs
     from .precision import PRECISIONS
 
+    try:
+        strength = check_strength(task, strength)
+    except ValueError as error:
+        raise _fail(str(error)) from None
     if precision not in PRECISIONS:
         raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if fp32:
@@ -186,7 +195,7 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, m
     except (HfpieError, ValueError) as error:
         raise _fail(str(error)) from None
     written, skipped, failed = _run_jobs(jobs, network, device=torch_device, tile=tile, precision=precision,
-                                         overwrite=overwrite, skip_existing=skip_existing, quiet=quiet)
+                                         strength=strength, overwrite=overwrite, skip_existing=skip_existing, quiet=quiet)
     if not quiet:
         typer.echo(f"{task}: wrote {written} of {len(jobs)} image(s)"
                    + (f", {skipped} skipped (already there)" if skipped else "")
@@ -199,22 +208,24 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, m
 def denoise(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
             tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
             skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False, quiet: QuietOpt = False,
-            threads: ThreadsOpt = None, precision: PrecisionOpt = "auto") -> None:
+            threads: ThreadsOpt = None, precision: PrecisionOpt = "auto",
+            strength: StrengthOpt = 1.0) -> None:
     """Remove noise. Example: hfpie denoise noisy.png -o clean.png"""
     _restore("denoise", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
              overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
-             precision=precision)
+             precision=precision, strength=strength)
 
 
 @app.command()
 def deblur(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
            tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
            skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False, quiet: QuietOpt = False,
-           threads: ThreadsOpt = None, precision: PrecisionOpt = "auto") -> None:
+           threads: ThreadsOpt = None, precision: PrecisionOpt = "auto",
+           strength: StrengthOpt = 1.0) -> None:
     """Remove blur (blind). Example: hfpie deblur blurry.jpg -o sharp.jpg"""
     _restore("deblur", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
              overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
-             precision=precision)
+             precision=precision, strength=strength)
 
 
 @app.command()
@@ -222,11 +233,25 @@ def sr(inputs: InputsArg, output: OutputOpt,
        scale: Annotated[Optional[int], typer.Option("--scale", "-s", min=1, help="Upscaling factor (default: the model's; 4 for the default model).")] = None,
        model: ModelOpt = None, device: DeviceOpt = None, tile: TileOpt = None, fp32: Fp32Opt = False,
        overwrite: OverwriteOpt = False, skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False,
-       quiet: QuietOpt = False, threads: ThreadsOpt = None, precision: PrecisionOpt = "auto") -> None:
+       quiet: QuietOpt = False, threads: ThreadsOpt = None, precision: PrecisionOpt = "auto",
+       strength: StrengthOpt = 1.0) -> None:
     """Super-resolve (upscale). Example: hfpie sr small.png --scale 4 -o large.png"""
     _restore("sr", inputs, output, scale=scale, model=model, device=device, tile=tile, fp32=fp32,
              overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
-             precision=precision)
+             precision=precision, strength=strength)
+
+
+@app.command()
+def demo(host: Annotated[str, typer.Option("--host", help="Address to serve on (0.0.0.0: reachable from other machines).")] = "127.0.0.1",
+         port: Annotated[Optional[int], typer.Option("--port", help="Port (default: 7860, or the next free one).")] = None,
+         device: Annotated[str, typer.Option("--device", help="Where the models run: cpu, cuda, mps.")] = "cpu") -> None:
+    """Open a web page to try the models (needs `pip install "hfpie\\[demo]"`). Example: hfpie demo --port 7860"""
+    from .demo import launch_demo
+
+    try:
+        launch_demo(host=host, port=port, device=device)
+    except HfpieError as error:  # Gradio missing
+        raise _fail(str(error)) from None
 
 
 @app.command()
