@@ -464,7 +464,7 @@ def hfpie_models(case: Case, user_models: dict[str, list[str]],
     rows = _hfpie_models(case, user_models)
     if len(precisions) == 1:
         return [dataclasses.replace(row, precision=precisions[0]) for row in rows]
-    return [dataclasses.replace(row, label=f"{row.label} ({precision})", precision=precision)
+    return [dataclasses.replace(row, label=f"{row.label} ({precision})" if row.spec else row.label, precision=precision)
             for row in rows for precision in precisions if row.spec is not None or precision == precisions[0]]
 
 
@@ -738,9 +738,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="also write every result as JSON")
     parser.add_argument("--threads", type=int, default=None,
                         help="set OMP_NUM_THREADS / MKL_NUM_THREADS for every method (default: torch's default)")
-    parser.add_argument("--hfpie-precision", nargs="+", default=["fp32", "auto"], choices=["fp32", "bf16", "auto"],
-                        help="run every hfpie model in each of these precisions (default: fp32 auto; auto = "
-                             "bf16 on CPUs with AMX / AVX-512 BF16)")
+    parser.add_argument("--hfpie-precision", nargs="+", default=["auto"], choices=["fp32", "bf16", "auto"],
+                        help="run every hfpie model in each of these precisions, labelled when several (default: "
+                             "auto, what users get: bf16 on CPUs with AMX / AVX-512 BF16, else fp32)")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per method and set")
     parser.add_argument("--workdir", type=Path, default=None, help="keep inputs, outputs and logs here")
     parser.add_argument("--list-methods", action="store_true", help="list the method ids and exit")
