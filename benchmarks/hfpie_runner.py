@@ -23,6 +23,7 @@ import torch
 import runner_common as io
 from hfpie.runner import run_network
 from hfpie.hub import load_model
+from hfpie.tasks import TRAINING_TASKS, output_scale
 
 
 def main() -> None:
@@ -30,14 +31,14 @@ def main() -> None:
     parser.add_argument("input")
     parser.add_argument("output")
     parser.add_argument("--model", required=True, help="model name, task name or .safetensors path")
-    parser.add_argument("--task", required=True, choices=["denoise", "deblur", "sr", "denoise-real"])
+    parser.add_argument("--task", required=True, choices=TRAINING_TASKS)
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--timings", default=None)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     args = parser.parse_args()
     pairs = io.io_pairs(args.input, args.output)
-    expected = args.scale if args.task == "sr" else 1
+    expected = output_scale(args.task, args.scale)
     network = load_model(args.model, scale=expected if args.model == "sr" else None, device="cpu")
     if network.config.scale != expected:
         raise SystemExit(f"model {args.model} has scale {network.config.scale}; task {args.task} needs {expected}")

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import UnsupportedImageError
-from .hub import TASKS, load_model
+from .hub import load_model
 from .io import ImageFile, image_file_from_pil, read_image
 from .models import HFPIENet
+from .tasks import check_task, output_scale
 from .runner import CPU_TILE, DEFAULT_MAX_HALO, available_devices, default_device, resolve_device, run_network, suggest_tile_size
 
 __all__ = [
@@ -199,15 +200,14 @@ def enhance_image_file(image: ImageFile, network: HFPIENet, *, strength: float =
 def resolve_network(task: str, scale: int, model: str | os.PathLike[str] | HFPIENet | None,
                     device: torch.device | str | None, *, revision: str | None = None) -> HFPIENet:
     """The network for ``task`` (a given module, a model name, path or Hub id, or the task's default)."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    check_task(task)
     device = resolve_device(device)
     if isinstance(model, HFPIENet):
         network = model
     else:
         network = load_model(model if model is not None else task, scale=scale if task == "sr" else None,
                              device=device, revision=revision)
-    expected = scale if task == "sr" else 1
+    expected = output_scale(task, scale)
     if network.config.scale != expected:
         raise ValueError(
             f"model {model or task!r} has scale {network.config.scale}, but task {task!r} "

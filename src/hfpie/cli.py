@@ -389,17 +389,18 @@ def eval_command(model: Annotated[str, typer.Argument(help="Model name, .safeten
                  device: DeviceOpt = None) -> None:
     """PSNR/SSIM (RGB and Y), LPIPS when available and seconds per megapixel on a validation folder."""
     from .api import resolve_network
+    from .tasks import TRAINING_TASKS, check_task, output_scale
     from .training.evaluation import evaluate_folder, format_report, summarize
 
     network = None
-    if model != "input":
-        try:
-            network = resolve_network("sr" if task == "sr" else "denoise", scale, model, device)
-        except (HfpieError, ValueError) as error:
-            raise _fail(str(error)) from None
-    scores = evaluate_folder(network, data, task if task != "denoise-real" else "denoise-real", sigma=sigma,
-                             scale=scale if task == "sr" else None, max_images=max_images,
-                             device=device or "cpu")
+    try:
+        check_task(task, TRAINING_TASKS)
+        if model != "input":  # denoise-real and deblur models are scale-1 restorers, run as "denoise"
+            network = resolve_network("sr" if task == "sr" else "denoise", output_scale(task, scale), model, device)
+    except (HfpieError, ValueError) as error:
+        raise _fail(str(error)) from None
+    scores = evaluate_folder(network, data, task, sigma=sigma, scale=scale if task == "sr" else None,
+                             max_images=max_images, device=device or "cpu")
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(format_report(scores, "csv" if report.suffix == ".csv" else "markdown"))
@@ -421,8 +422,10 @@ def export_onnx_command(
     import importlib.util
 
     from .api import resolve_network
-    from .hub import TASKS, load_model
+    from .hub import load_model
     from .onnx_export import check_onnx, default_check_sizes, export_onnx
+
+    from .tasks import TASKS, check_task
 
     if out.exists() and not overwrite:
         raise _fail(f"{out} already exists; pass --overwrite to replace it")
@@ -434,6 +437,7 @@ def export_onnx_command(
                 task = model
             else:
                 task = "sr" if load_model(model, device="cpu").config.scale > 1 else "denoise"
+        check_task(task)
         if task == "sr" and model not in TASKS:
             scale = load_model(model, device="cpu").config.scale
         network = resolve_network(task, scale, None if model in TASKS else model, "cpu")

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import HIGHPASS_FORMAT, checkpoint_format, read_config, read_metadata
 from .errors import ModelNotFoundError
 from .hub import LOSS_NETWORK_TASK, ModelEntry, download_weights, find_entry, load_network, sha256_of
 
@@ -262,7 +263,7 @@ def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: 
 
 def _read_local(path: Path) -> tuple[Path, str, str, int, dict[str, Any]]:
     """(weights file, name, task, scale, config) of a local ``.safetensors`` file or exported folder."""
-    from .hub import _read_checkpoint, _read_folder_config
+    from .hub import _read_folder_config
 
     if path.is_dir():
         network = load_network(path)  # checks the folder, its config.json and the sha256 it records
@@ -270,11 +271,9 @@ def _read_local(path: Path) -> tuple[Path, str, str, int, dict[str, Any]]:
         name = info.get("name", path.name)
         task = info.get("task", "sr" if network.config.scale > 1 else "denoise")
         return path / "model.safetensors", name, task, network.config.scale, network.config.to_dict()
-    _, metadata = _read_checkpoint(path)  # a one-line error for pickles and other non-safetensors files
-    from .training.highpass import HIGHPASS_NET_FORMAT, load_highpass_net
-
-    if metadata.get("format") == HIGHPASS_NET_FORMAT:
-        return path, path.stem, LOSS_NETWORK_TASK, 1, load_highpass_net(path).config.to_dict()
+    metadata = read_metadata(path)  # a one-line error for pickles and other non-safetensors files
+    if checkpoint_format(metadata) == HIGHPASS_FORMAT:
+        return path, path.stem, LOSS_NETWORK_TASK, 1, read_config(path)[1]
     network = load_network(path)
     task = metadata.get("task", "sr" if network.config.scale > 1 else "denoise")
     return path, metadata.get("name", path.stem), task, network.config.scale, network.config.to_dict()
@@ -302,9 +301,7 @@ def export_hub_folder(model: str | os.PathLike[str], folder: str | os.PathLike[s
         weights = download_weights(entry)
         name, task, scale = entry.name, entry.task, entry.scale
         if task == LOSS_NETWORK_TASK:  # the high-pass loss network: a training asset with its own config
-            from .training.highpass import load_highpass_net
-
-            config = load_highpass_net(weights).config.to_dict()
+            config = read_config(weights)[1]
         else:
             network = load_network(weights, entry.config or None)
             config, scale = network.config.to_dict(), network.config.scale

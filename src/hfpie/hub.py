@@ -34,9 +34,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from .checkpoint import HIGHPASS_FORMAT, checkpoint_format, read_checkpoint
 from .errors import ModelNotFoundError, NoPretrainedWeightsError, WeightsIntegrityError
 from .models import HFPIEConfig, HFPIENet, optimize_for_inference
 from .runner import default_device
+from .tasks import TASKS
 
 __all__ = [
     "HUB_FILES",
@@ -56,7 +58,6 @@ __all__ = [
     "sha256_of",
 ]
 
-TASKS = ("denoise", "deblur", "sr")
 LOSS_NETWORK_TASK = "hpf"
 """Task of the high-pass filtering loss network: a training asset, not an image model."""
 HUB_FILES = ("config.json", "model.safetensors")
@@ -390,23 +391,6 @@ def download_repo(repo_id: str, revision: str | None = None, *, force: bool = Fa
     return folder
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
-        return load_file(str(path)), metadata
-    except Exception as error:  # safetensors raises several types for a bad header
-        if path.suffix.lower() in {".pth", ".pt", ".bin", ".ckpt", ".pkl"}:
-            advice = ("hfpie never unpickles PyTorch checkpoints (loading a pickle can run code): save the state dict "
-                      "with safetensors.torch.save_file(state, 'model.safetensors', metadata={'config': json.dumps(config)})")
-        else:
-            advice = "re-export the model with `hfpie train` or re-download it"
-        raise WeightsIntegrityError(
-            f"Cannot read {path} as a safetensors checkpoint ({_first_line(error)}). hfpie loads .safetensors files "
-            f"only; {advice}."
-        ) from None
-
-
 def _loss_network_error(what: str) -> ModelNotFoundError:
     return ModelNotFoundError(
         f"{what} is the high-pass filtering loss network (task {LOSS_NETWORK_TASK!r}), a training asset, not an "
@@ -460,7 +444,9 @@ def load_network(
     path, folder_config = _resolve_local(Path(weights))
     if not path.is_file():
         raise ModelNotFoundError(f"Weights file {path} does not exist.")
-    state, metadata = _read_checkpoint(path)
+    state, metadata = read_checkpoint(path)
+    if checkpoint_format(metadata) == HIGHPASS_FORMAT:
+        raise _loss_network_error(f"{path}")
     if config is None:
         config = folder_config
     if config is None and "config" in metadata:

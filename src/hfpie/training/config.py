@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import HFPIEConfig, config_from_preset
+from ..tasks import TRAINING_TASKS, check_task
 
 __all__ = ["TrainConfig", "load_train_config"]
 
@@ -111,8 +112,7 @@ class TrainConfig:
     """Stop after this many seconds of training (validate, checkpoint and export final weights first)."""
 
     def __post_init__(self) -> None:
-        if self.task not in {"denoise", "denoise-real", "deblur", "sr"}:
-            raise ValueError(f"task must be denoise, denoise-real, deblur or sr, got {self.task!r}")
+        check_task(self.task, TRAINING_TASKS)
         if self.task == "sr" and self.scale < 2:
             raise ValueError("task 'sr' needs scale >= 2")
         if self.task != "sr" and self.scale != 1:

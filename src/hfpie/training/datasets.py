@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageReadError
+from ..tasks import TRAINING_TASKS
 from .degradations import (
     Degradation,
     crop_to_multiple,
@@ -49,7 +50,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".
 """File name extensions read as images (compared case-insensitively)."""
 
 _JPEG_EXTENSIONS = (".jpeg", ".jpg")
-_VALIDATION_TASKS = ("deblur", "denoise", "denoise-real", "sr")
+_VALIDATION_TASKS = TRAINING_TASKS
 
 PathLike = str | os.PathLike[str]
 

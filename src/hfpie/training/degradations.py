@@ -35,6 +35,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..tasks import TRAINING_TASKS
+
 __all__ = [
     "DeblurDegradation",
     "Degradation",
@@ -62,7 +64,7 @@ __all__ = [
     "random_real_noise",
 ]
 
-TASKS: tuple[str, ...] = ("deblur", "denoise", "denoise-real", "sr")
+TASKS: tuple[str, ...] = TRAINING_TASKS
 """Task names understood by :func:`make_degradation`."""
 
 PROTOCOL_KERNEL_SIZE = 21

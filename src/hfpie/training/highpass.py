@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import HIGHPASS_FORMAT, save_checkpoint
+
 __all__ = [
     "DEFAULT_HIGHPASS_RADIUS",
     "HIGHPASS_NET_FORMAT",
@@ -58,8 +60,9 @@ __all__ = [
 DEFAULT_HIGHPASS_RADIUS: float = 0.1
 """Cut-off of the high-pass filter, in cycles per pixel (periods longer than 10 pixels are removed)."""
 
-HIGHPASS_NET_FORMAT: str = "hfpie.highpass_net"
-"""Value of the ``format`` key in the safetensors header of a saved :class:`HighPassNet`."""
+HIGHPASS_NET_FORMAT: str = HIGHPASS_FORMAT
+"""Value of the ``format`` key in the safetensors header of a saved :class:`HighPassNet` (see
+:mod:`hfpie.checkpoint`)."""
 
 _FORMAT_VERSION = "1"
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -458,22 +461,14 @@ def save_highpass_net(
         path: destination file, conventionally ``*.safetensors``.
         metadata: JSON-serialisable information, e.g. the report of :func:`train_highpass_net`.
     """
-    from safetensors.torch import save_file
-
     if not isinstance(net, HighPassNet):
         raise TypeError(f"net must be a HighPassNet, got {type(net).__name__}")
     try:
         metadata_json = json.dumps(metadata if metadata is not None else {})
     except (TypeError, ValueError) as error:
         raise ValueError(f"metadata must be JSON-serialisable: {error}") from error
-    tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in net.state_dict().items()}
-    header = {
-        "format": HIGHPASS_NET_FORMAT,
-        "format_version": _FORMAT_VERSION,
-        "config": json.dumps(net.config.to_dict()),
-        "metadata": metadata_json,
-    }
-    save_file(tensors, os.fspath(path), metadata=header)
+    save_checkpoint(net.state_dict(), path, kind=HIGHPASS_NET_FORMAT, config=net.config.to_dict(),
+                    metadata={"format_version": _FORMAT_VERSION, "metadata": metadata_json})
 
 
 def _read_header(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -23,11 +23,11 @@ with native bf16 (AMX / AVX-512 BF16), with float32 master weights; CPU training
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +42,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..runner import run_network
 from ..hub import load_network
+from ..checkpoint import HFPIE_FORMAT, save_checkpoint
+from ..io import atomic_write_bytes
 from ..models import HFPIENet
 from ..precision import autocast, cpu_has_fast_bf16
 from .batched import DevicePatchBatches
@@ -89,32 +91,16 @@ def _distributed() -> tuple[int, int]:
 
 
 def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    handle.close()
-    try:
-        torch.save(payload, handle.name)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    """The resumable training state (optimiser included, so torch.save), written all or nothing."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def export_weights(network: HFPIENet, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Save a network's weights as safetensors with its config in the metadata (loadable by hfpie.hub)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in network.state_dict().items()}
-    info = {"config": json.dumps(network.config.to_dict()), "format": "hfpie", **(metadata or {})}
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    handle.close()
-    try:
-        save_file(state, handle.name, metadata=info)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
+    """Save a network's weights (float32) as an hfpie checkpoint (:mod:`hfpie.checkpoint`), loadable by hfpie.hub."""
+    state = {k: v.detach().to(torch.float32) for k, v in network.state_dict().items()}
+    return save_checkpoint(state, path, kind=HFPIE_FORMAT, config=network.config.to_dict(), metadata=metadata)
 
 
 def evaluate(network: HFPIENet, pairs: ImageFolderPairs, *, crop_border: int = 0, y_channel: bool = False,
