@@ -23,12 +23,11 @@ import typer
 from PIL import Image
 
 from .errors import HfpieError, ImageWriteError, UnsupportedImageError
-from .io import WRITABLE_SUFFIXES
+from .io import READ_SUFFIXES, WRITABLE_SUFFIXES
 
 __all__ = ["READ_SUFFIXES", "BatchProgress", "Job", "check_output_folder", "collect_inputs", "describe_failure",
            "plan_jobs"]
 
-READ_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
 """Files that folders contribute (files named or matched by a pattern are read whatever their suffix)."""
 
 # Suffixes that name an image file (formats hfpie cannot write included), so `-o NAME` is a file, not a folder.

@@ -33,13 +33,13 @@ from .errors import ImageReadError, ImageWriteError, UnsupportedImageError
 
 __all__ = [
     "ImageFile",
+    "READ_SUFFIXES",
     "WRITABLE_SUFFIXES",
     "atomic_write_bytes",
     "check_can_encode",
     "encode_image",
     "format_for",
     "image_file_from_pil",
-    "output_suffix",
     "read_image",
     "write_image",
 ]
@@ -48,8 +48,9 @@ __all__ = [
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
             ".webp": "WEBP", ".bmp": "BMP"}
 WRITABLE_SUFFIXES = tuple(sorted(_FORMATS))
+READ_SUFFIXES = frozenset({*_FORMATS, ".gif"})
+"""Suffixes of the files a folder contributes (to the CLI's batches and to training sets)."""
 """Output suffixes hfpie writes."""
-_SUFFIX_OF = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "MPO": ".jpg"}
 _SUPPORTED_MODES = {"L", "LA", "RGB", "RGBA", "P", "PA", "I;16", "I;16B", "I;16L", "I", "CMYK"}
 _PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
@@ -241,11 +242,6 @@ def _pixels_from_pil(image: Image.Image, name: str) -> tuple[np.ndarray, np.ndar
     if mode == "RGB":
         return array.copy(), None
     return array[..., :3].copy(), array[..., 3].copy()  # RGBA
-
-
-def output_suffix(image_format: str) -> str:
-    """File suffix of a Pillow format name (``"JPEG"`` -> ``".jpg"``)."""
-    return _SUFFIX_OF.get(image_format, ".png")
 
 
 def format_for(path: str | os.PathLike[str], fallback: str) -> str:

@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageReadError
+from ..io import READ_SUFFIXES
 from ..tasks import TRAINING_TASKS
 from .degradations import (
     Degradation,
@@ -46,8 +47,8 @@ __all__ = [
     "read_image",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff")
-"""File name extensions read as images (compared case-insensitively)."""
+IMAGE_EXTENSIONS: tuple[str, ...] = tuple(sorted(READ_SUFFIXES))
+"""File name extensions read as images (compared case-insensitively): :data:`hfpie.io.READ_SUFFIXES`."""
 
 _JPEG_EXTENSIONS = (".jpeg", ".jpg")
 _VALIDATION_TASKS = TRAINING_TASKS
