@@ -50,16 +50,18 @@ def child(spec: dict) -> dict:
     task = "sr" if scale > 1 else "denoise"
     side = int((spec["megapixels"] * 1e6) ** 0.5) // scale // 4 * 4
     image = _synthetic(side, side)
-    enhance(image[:64, :64], task=task, scale=scale, model=network)  # warm-up
+    precision = spec.get("precision", "auto")
+    enhance(image[:64, :64], task=task, scale=scale, model=network, precision=precision)  # warm-up
     start = time.perf_counter()
-    output = enhance(image, task=task, scale=scale, model=network, tile=spec.get("tile"), halo=spec.get("halo"))
+    output = enhance(image, task=task, scale=scale, model=network, tile=spec.get("tile"), halo=spec.get("halo"),
+                     precision=precision)
     seconds = time.perf_counter() - start
     result = {**spec, "input": f"{side}x{side}", "output_megapixels": (side * scale) ** 2 / 1e6,
               "seconds": seconds, "seconds_per_megapixel": seconds / ((side * scale) ** 2 / 1e6),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "threads": torch.get_num_threads()}
     if spec.get("compare_whole"):
-        whole = enhance(image, task=task, scale=scale, model=network, tile=max(image.shape) + 8)
+        whole = enhance(image, task=task, scale=scale, model=network, tile=max(image.shape) + 8, precision=precision)
         difference = np.abs(output.astype(np.int16) - whole.astype(np.int16))
         mse = float(np.mean(difference.astype(np.float64) ** 2))
         result["max_abs_diff_8bit"] = int(difference.max())
@@ -82,6 +84,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=["denoise", "sr-x2", "sr-x4"])
     parser.add_argument("--megapixels", nargs="*", type=float, default=[0.25, 1.0, 4.0, 16.0])
     parser.add_argument("--tile", type=int, default=256, help="forced tile side for the tiling rows")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="inference precision of every row (default: auto, what users get)")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="PNG of s/MP and peak memory against size")
     args = parser.parse_args()
@@ -92,7 +96,7 @@ def main() -> None:
                "python": platform.python_version(), "rows": []}
 
     def record(spec: dict) -> None:
-        row = _run(spec)
+        row = _run({**spec, "precision": args.precision})
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
         if args.output:
