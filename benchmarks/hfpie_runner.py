@@ -4,11 +4,12 @@
 usage: hfpie_runner.py INPUT_FOLDER OUTPUT_FOLDER --model NAME_OR_PATH --task {denoise,deblur,sr,denoise-real}
                        [--scale 4] [--tile N] [--precision fp32|bf16|auto] [--timings T.json]
 
-Each image goes through :func:`hfpie.runner.run_network` on the CPU in ``--precision`` (default fp32;
-``auto`` is what users get: bf16 on CPUs with AMX / AVX-512 BF16) (pad to the network's
-multiple, whole image when it fits in memory, else tiles with the default halo), exactly as
-``hfpie eval`` does; the output is rounded and clipped to uint8. Only that call is timed; the
-model is loaded and warmed up first. torch keeps its default number of threads.
+Each image goes through :func:`hfpie.training.evaluation.uint8_restorer` (:func:`hfpie.runner.run_network`
+on the CPU in ``--precision``, default fp32; ``auto`` is what users get: bf16 on CPUs with AMX /
+AVX-512 BF16), exactly as ``hfpie eval`` and training validation do: pad to the network's multiple,
+whole image when it fits in memory, else tiles with the default halo; output rounded to uint8. Only
+that call (its conversions included) is timed; the model is loaded and warmed up first. torch keeps
+its default number of threads.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import torch
 
 import runner_common as io
 from hfpie.runner import run_network
+from hfpie.training.evaluation import uint8_restorer
 from hfpie.hub import load_model
 from hfpie.tasks import TRAINING_TASKS, output_scale
 
@@ -44,15 +45,14 @@ def main() -> None:
         raise SystemExit(f"model {args.model} has scale {network.config.scale}; task {args.task} needs {expected}")
     side = max(2 * network.config.alignment, 32)
     run_network(network, torch.rand(1, 3, side, side), device="cpu", precision=args.precision)  # warm-up
+    restore = uint8_restorer(network, "cpu", args.tile, args.precision)
     timings = io.Timings(f"hfpie {args.model} ({args.precision})", args.timings)
     for source, target in pairs:
         pixels = io.read_u8(source)
-        x = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
         start = time.perf_counter()
-        y = run_network(network, x, device="cpu", precision=args.precision, tile=args.tile)
+        output = restore(pixels)
         seconds = time.perf_counter() - start
-        output = y[0].permute(1, 2, 0).numpy()
-        io.write_u8(target, io.to_u8(output))
+        io.write_u8(target, output)
         timings.add(source, seconds, output.shape)
     timings.finish()
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..runner import run_network
 from ..models import HFPIENet
+from ..runner import run_network
 from .datasets import ImageFolderPairs
 from .metrics import lpips_distance, psnr, ssim
 
-__all__ = ["ImageScore", "evaluate_folder", "format_report", "summarize"]
+__all__ = ["ImageScore", "evaluate", "evaluate_folder", "format_report", "summarize", "uint8_restorer"]
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,33 @@ class ImageScore:
     """Output megapixels."""
 
 
-def _restorer(network: HFPIENet, device: torch.device | str, tile: int | None) -> Callable[[np.ndarray], np.ndarray]:
+def uint8_restorer(network: HFPIENet, device: torch.device | str = "cpu", tile: int | None = None,
+                   precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
+    """``HxWx3`` uint8 in -> uint8 out through :func:`hfpie.runner.run_network` (the evaluation
+    protocol: float32 unless asked, output rounded); shared by validation, ``hfpie eval`` and the
+    benchmark runner."""
     def restore(degraded: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(degraded.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-        y = run_network(network, x, device=device, tile=tile, half=False)
+        y = run_network(network, x, device=device, tile=tile, precision=precision)
         return np.round(y[0].permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
 
     return restore
+
+
+def evaluate(network: HFPIENet, pairs: ImageFolderPairs, *, crop_border: int = 0, y_channel: bool = False,
+             max_images: int = 0, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Mean PSNR/SSIM of ``network`` on the first ``max_images`` validation pairs (0: all); what a
+    training run validates with."""
+    restore = uint8_restorer(network, device)
+    scores_psnr, scores_ssim = [], []
+    network.eval()
+    for index, (_, degraded, clean) in enumerate(pairs):
+        if max_images and index >= max_images:
+            break
+        output = restore(degraded)
+        scores_psnr.append(psnr(output, clean, crop_border=crop_border, y_channel=y_channel))
+        scores_ssim.append(ssim(output, clean, crop_border=crop_border, y_channel=y_channel))
+    return {"psnr": float(np.mean(scores_psnr)), "ssim": float(np.mean(scores_ssim)), "images": len(scores_psnr)}
 
 
 def evaluate_folder(
@@ -66,7 +86,7 @@ def evaluate_folder(
     pairs = ImageFolderPairs(folder, task, sigma=sigma, scale=scale)
     border = scale if task == "sr" and scale else 0
     if isinstance(model, HFPIENet):
-        restore = _restorer(model, device, tile)
+        restore = uint8_restorer(model, device, tile)
     elif model is None:
         restore = _identity_or_bicubic(task, scale)
     else:

@@ -40,9 +40,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from ..runner import run_network
-from ..hub import load_network
 from ..checkpoint import HFPIE_FORMAT, save_checkpoint
+from ..hub import load_network
 from ..io import atomic_write_bytes
 from ..models import HFPIENet
 from ..precision import autocast, cpu_has_fast_bf16
@@ -50,7 +49,7 @@ from .batched import DevicePatchBatches
 from .config import TrainConfig
 from .datasets import ImageFolderPairs, PairedPatchDataset
 from .degradations import make_degradation
-from .metrics import psnr, ssim
+from .evaluation import evaluate
 
 __all__ = ["TrainState", "evaluate", "export_weights", "plot_training_curves", "train"]
 
@@ -101,22 +100,6 @@ def export_weights(network: HFPIENet, path: str | Path, metadata: dict[str, str]
     """Save a network's weights (float32) as an hfpie checkpoint (:mod:`hfpie.checkpoint`), loadable by hfpie.hub."""
     state = {k: v.detach().to(torch.float32) for k, v in network.state_dict().items()}
     return save_checkpoint(state, path, kind=HFPIE_FORMAT, config=network.config.to_dict(), metadata=metadata)
-
-
-def evaluate(network: HFPIENet, pairs: ImageFolderPairs, *, crop_border: int = 0, y_channel: bool = False,
-             max_images: int = 0, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Mean PSNR/SSIM of ``network`` on validation pairs (uint8 outputs, the eval protocol)."""
-    scores_psnr, scores_ssim = [], []
-    network.eval()
-    for index, (_, degraded, clean) in enumerate(pairs):
-        if max_images and index >= max_images:
-            break
-        x = torch.from_numpy(degraded.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-        y = run_network(network, x, device=device, half=False)
-        output = np.round(y[0].permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
-        scores_psnr.append(psnr(output, clean, crop_border=crop_border, y_channel=y_channel))
-        scores_ssim.append(ssim(output, clean, crop_border=crop_border, y_channel=y_channel))
-    return {"psnr": float(np.mean(scores_psnr)), "ssim": float(np.mean(scores_ssim)), "images": len(scores_psnr)}
 
 
 def _load_init_weights(network: HFPIENet, path: str, *, strict: bool) -> None:
@@ -201,29 +184,47 @@ def _tensorboard_writer(config: TrainConfig, run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> HFPIENet:
-    """Train (or resume) a model; returns the EMA network. ``stop_after`` ends early (for tests)."""
-    rank, world_size = _distributed()
+@dataclass
+class _Run:
+    """Everything one training run holds: the network and its EMA, optimisers, where it runs, its state."""
+
+    config: TrainConfig
+    network: HFPIENet
+    model: nn.Module
+    """The network as stepped: wrapped in DistributedDataParallel under torchrun."""
+    ema: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    discriminator: nn.Module | None
+    d_optimizer: torch.optim.Optimizer | None
+    device: torch.device
+    precision: str
+    memory_format: torch.memory_format
+    state: TrainState
+
+    @property
+    def evaluated(self) -> HFPIENet:
+        """What validation scores and exports: the EMA weights when there are any."""
+        return self.ema.module if self.ema is not None else self.network
+
+
+def _device(config: TrainConfig, world_size: int) -> torch.device:
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    run_dir = Path(run_dir)
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
+    return device
 
+
+def _build(config: TrainConfig, device: torch.device, world_size: int) -> _Run:
+    """Network (initialised from ``init_weights`` when given), EMA, Adam and its schedule, discriminator."""
+    torch.manual_seed(config.seed)
     network = HFPIENet(config.network_config())
     if config.init_weights:
         _load_init_weights(network, config.init_weights, strict=config.init_strict)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    network.to(device)
-    precision = training_precision(config, device)
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
-    network.to(memory_format=memory_format)
+    network.to(device).to(memory_format=memory_format)
     ema = torch.optim.swa_utils.AveragedModel(
         network, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay)
     ) if config.ema_decay > 0 else None
@@ -236,27 +237,44 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         discriminator = PatchDiscriminator(DiscriminatorConfig()).to(device)
         d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.discriminator_learning_rate,
                                        betas=config.adam_betas)
-    state = TrainState()
-    checkpoint_path = run_dir / "last.pt"
-    if resume and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        network.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(checkpoint["ema"])
-        if discriminator is not None and "discriminator" in checkpoint:
-            discriminator.load_state_dict(checkpoint["discriminator"])
-            d_optimizer.load_state_dict(checkpoint["d_optimizer"])  # type: ignore[union-attr]
-        state = TrainState(step=checkpoint["step"], best_psnr=checkpoint["best_psnr"])
-        _set_rng_states(checkpoint["rng"])
-    elif rank == 0:
-        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-
     model: nn.Module = network
     if world_size > 1:
         model = nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
+    return _Run(config, network, model, ema, optimizer, scheduler, discriminator, d_optimizer, device,
+                training_precision(config, device), memory_format, TrainState())
 
+
+def _restore(run: _Run, path: Path) -> None:
+    """Continue from the checkpoint at ``path``: weights, EMA, optimisers, schedule, step, RNG states."""
+    checkpoint = torch.load(path, map_location=run.device, weights_only=True)
+    run.network.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(checkpoint["ema"])
+    if run.discriminator is not None and "discriminator" in checkpoint:
+        run.discriminator.load_state_dict(checkpoint["discriminator"])
+        run.d_optimizer.load_state_dict(checkpoint["d_optimizer"])  # type: ignore[union-attr]
+    run.state = TrainState(step=checkpoint["step"], best_psnr=checkpoint["best_psnr"])
+    _set_rng_states(checkpoint["rng"])
+
+
+def _save(run: _Run, path: Path) -> None:
+    payload = {"model": run.network.state_dict(), "optimizer": run.optimizer.state_dict(),
+               "scheduler": run.scheduler.state_dict(), "step": run.state.step, "best_psnr": run.state.best_psnr,
+               "rng": _rng_states(), "config": run.config.to_dict()}
+    if run.ema is not None:
+        payload["ema"] = run.ema.state_dict()
+    if run.discriminator is not None:
+        payload["discriminator"] = run.discriminator.state_dict()
+        payload["d_optimizer"] = run.d_optimizer.state_dict()  # type: ignore[union-attr]
+    _atomic_torch_save(payload, path)
+
+
+def _batches(run: _Run, rank: int, world_size: int):
+    """(degraded, clean) batches from the run's step on: the NumPy pipeline through a DataLoader, or
+    the tensor pipeline on the training device (``data_pipeline``)."""
+    config = run.config
     degradation = make_degradation(config.task, **({"scale": config.scale} if config.task == "sr" else {}),
                                    **config.degradation)
     dataset = PairedPatchDataset(
@@ -264,124 +282,166 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         length=config.steps * config.batch_size * world_size, jpeg_downscale=config.jpeg_downscale,
     )
     if config.data_pipeline == "tensor":
-        loader = DevicePatchBatches.from_dataset(dataset, device).steps(
-            state.step, config.steps, config.batch_size, rank=rank, world_size=world_size,
+        return DevicePatchBatches.from_dataset(dataset, run.device).steps(
+            run.state.step, config.steps, config.batch_size, rank=rank, world_size=world_size,
             repeat_first=config.overfit_batch,
         )
-    else:
-        loader = DataLoader(
-            dataset, batch_size=config.batch_size, num_workers=config.num_workers,
-            sampler=_StepSampler(state.step, config.steps, config.batch_size, rank, world_size, config.overfit_batch),
-            pin_memory=device.type == "cuda",
+    return DataLoader(
+        dataset, batch_size=config.batch_size, num_workers=config.num_workers,
+        sampler=_StepSampler(run.state.step, config.steps, config.batch_size, rank, world_size, config.overfit_batch),
+        pin_memory=run.device.type == "cuda",
+    )
+
+
+def _step(run: _Run, degraded: torch.Tensor, clean: torch.Tensor, objective: Callable) -> dict[str, float]:
+    """One optimisation step (generator and, when training a GAN, discriminator); the loss terms."""
+    config = run.config
+    run.model.train()
+    if run.discriminator is not None:
+        from .gan import gan_training_step
+
+        losses = gan_training_step(
+            run.model, run.discriminator, run.optimizer, run.d_optimizer, degraded, clean,
+            generator_loss_fn=lambda output, target: objective(output, target)["total"],
+            adversarial_weight=config.gan_weight, kind=config.gan_kind,
         )
-    objective = _build_losses(config, device)
+        losses["total"] = losses["generator_total"]
+    else:
+        with autocast(run.precision, run.device):
+            output = run.model(degraded)
+        terms = objective(output.float(), clean)
+        run.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(run.network.parameters(), config.grad_clip)
+        run.optimizer.step()
+        losses = {name: float(value.detach()) for name, value in terms.items()}
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.network)
+    run.state.step += 1
+    return losses
+
+
+class _Log:
+    """``log.jsonl`` (and TensorBoard when enabled): a line per ``log_every`` steps with the mean step,
+    data and compute times of the window, and a line per validation. Rank 0 only."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path) -> None:
+        self.config = config
+        self.file = (run_dir / "log.jsonl").open("a")
+        self.board = _tensorboard_writer(config, run_dir)
+        self.data_time = self.compute_time = 0.0
+        self.window_start = time.perf_counter()
+
+    def _write(self, record: dict[str, Any], prefix: str) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.board is not None:
+            for name, value in record.items():
+                if name not in {"step", "time"}:
+                    self.board.add_scalar(f"{prefix}/{name}", value, record["step"])
+
+    def step(self, step: int, end_step: int, learning_rate: float, losses: dict[str, float]) -> None:
+        if step % self.config.log_every and step != end_step:
+            return
+        steps = self.config.log_every if step % self.config.log_every == 0 else step % self.config.log_every
+        steps = max(steps, 1)
+        self._write({"step": step, "lr": learning_rate, **losses,
+                     "step_time": (time.perf_counter() - self.window_start) / steps,
+                     "data_time": self.data_time / steps, "compute_time": self.compute_time / steps,
+                     "time": time.time()}, "train")
+        self.data_time = self.compute_time = 0.0
+        self.window_start = time.perf_counter()
+
+    def validation(self, step: int, scores: dict[str, float]) -> None:
+        self._write({"step": step, "val_psnr": scores["psnr"], "val_ssim": scores["ssim"], "time": time.time()}, "val")
+
+    def close(self) -> None:
+        self.file.close()
+        if self.board is not None:
+            self.board.close()
+
+
+def _validate(run: _Run, validation: ImageFolderPairs, run_dir: Path, log: _Log) -> None:
+    """Score the EMA weights; keep them as ``best.safetensors`` when they beat the best so far."""
+    config = run.config
+    scores = evaluate(run.evaluated, validation, crop_border=config.scale if config.task == "sr" else 0,
+                      y_channel=config.task == "sr", max_images=config.val_max_images, device=run.device)
+    if scores["psnr"] > run.state.best_psnr:
+        run.state.best_psnr = scores["psnr"]
+        export_weights(run.evaluated, run_dir / "best.safetensors", {"step": str(run.state.step), "task": config.task})
+    log.validation(run.state.step, scores)
+
+
+def _out_of_time(config: TrainConfig, started: float, device: torch.device, world_size: int) -> bool:
+    """Whether ``time_limit_s`` has passed; under torchrun every rank stops at the same step."""
+    out = config.time_limit_s is not None and time.perf_counter() - started >= config.time_limit_s
+    if world_size > 1:
+        flag = torch.tensor([float(out)], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        out = bool(flag.item())
+    return out
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
+          progress: bool = True, stop_after: int | None = None) -> HFPIENet:
+    """Train (or resume) a model; returns the EMA network. ``stop_after`` ends early (for tests)."""
+    rank, world_size = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir = Path(run_dir)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    run = _build(config, _device(config, world_size), world_size)
+    checkpoint_path = run_dir / "last.pt"
+    if resume and checkpoint_path.exists():
+        _restore(run, checkpoint_path)
+    elif rank == 0:
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    batches = _batches(run, rank, world_size)
+    objective = _build_losses(config, run.device)
     validation = _validation_pairs(config) if rank == 0 else None
-    log_file = (run_dir / "log.jsonl").open("a") if rank == 0 else None
-    board = _tensorboard_writer(config, run_dir) if rank == 0 else None
-    end_step = config.steps if stop_after is None else min(config.steps, state.step + stop_after)
+    log = _Log(config, run_dir) if rank == 0 else None
+    end_step = config.steps if stop_after is None else min(config.steps, run.state.step + stop_after)
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.steps, initial=state.step, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=config.steps, initial=run.state.step, unit="step", dynamic_ncols=True)
 
-    data_time = compute_time = 0.0
-    train_start = time.perf_counter()
-    window_start = time.perf_counter()
-    tick = time.perf_counter()
-    for degraded, clean in loader:
-        if state.step >= end_step:
+    started = tick = time.perf_counter()
+    for degraded, clean in batches:
+        if run.state.step >= end_step:
             break
-        degraded = degraded.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        clean = clean.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        started = time.perf_counter()
-        data_time += started - tick
-        model.train()
-        if discriminator is not None:
-            from .gan import gan_training_step
-
-            losses = gan_training_step(
-                model, discriminator, optimizer, d_optimizer, degraded, clean,
-                generator_loss_fn=lambda output, target: objective(output, target)["total"],
-                adversarial_weight=config.gan_weight, kind=config.gan_kind,
-            )
-            losses["total"] = losses["generator_total"]
-        else:
-            with autocast(precision, device):
-                output = model(degraded)
-            terms = objective(output.float(), clean)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
-            optimizer.step()
-            losses = {name: float(value.detach()) for name, value in terms.items()}
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(network)
-        state.step += 1
+        degraded = degraded.to(run.device, non_blocking=True).contiguous(memory_format=run.memory_format)
+        clean = clean.to(run.device, non_blocking=True).contiguous(memory_format=run.memory_format)
+        step_start = time.perf_counter()
+        losses = _step(run, degraded, clean, objective)
+        step = run.state.step
+        if log is not None:
+            log.data_time += step_start - tick
+            log.compute_time += time.perf_counter() - step_start
+            log.step(step, end_step, run.scheduler.get_last_lr()[0], losses)
         tick = time.perf_counter()
-        compute_time += tick - started
-
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{losses.get('total', 0.0):.4f}", data=f"{data_time / max(compute_time + data_time, 1e-9):.0%}")
-        if log_file is not None and (state.step % config.log_every == 0 or state.step == end_step):
-            elapsed = time.perf_counter() - window_start
-            steps_in_window = config.log_every if state.step % config.log_every == 0 else state.step % config.log_every
-            record = {"step": state.step, "lr": scheduler.get_last_lr()[0], **losses,
-                      "step_time": elapsed / max(steps_in_window, 1),
-                      "data_time": data_time / max(steps_in_window, 1),
-                      "compute_time": compute_time / max(steps_in_window, 1), "time": time.time()}
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-            if board is not None:
-                for name, value in record.items():
-                    if name not in {"step", "time"}:
-                        board.add_scalar(f"train/{name}", value, state.step)
-            data_time = compute_time = 0.0
-            window_start = time.perf_counter()
-        out_of_time = config.time_limit_s is not None and time.perf_counter() - train_start >= config.time_limit_s
-        if world_size > 1:  # every rank stops at the same step
-            flag = torch.tensor([float(out_of_time)], device=device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            out_of_time = bool(flag.item())
-        final = state.step == config.steps or out_of_time
-        evaluated = ema.module if ema is not None else network
-        if validation is not None and (state.step % config.val_every == 0 or final):
-            scores = evaluate(evaluated, validation, crop_border=config.scale if config.task == "sr" else 0,
-                              y_channel=config.task == "sr", max_images=config.val_max_images, device=device)
-            if scores["psnr"] > state.best_psnr:
-                state.best_psnr = scores["psnr"]
-                export_weights(evaluated, run_dir / "best.safetensors", {"step": str(state.step), "task": config.task})
-            log_file.write(json.dumps({"step": state.step, "val_psnr": scores["psnr"], "val_ssim": scores["ssim"],
-                                       "time": time.time()}) + "\n")
-            log_file.flush()
-            if board is not None:
-                board.add_scalar("val/psnr", scores["psnr"], state.step)
-                board.add_scalar("val/ssim", scores["ssim"], state.step)
-        if rank == 0 and (state.step % config.checkpoint_every == 0 or state.step == end_step or final):
-            payload = {"model": network.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "step": state.step, "best_psnr": state.best_psnr,
-                       "rng": _rng_states(), "config": config.to_dict()}
-            if ema is not None:
-                payload["ema"] = ema.state_dict()
-            if discriminator is not None:
-                payload["discriminator"] = discriminator.state_dict()
-                payload["d_optimizer"] = d_optimizer.state_dict()  # type: ignore[union-attr]
-            _atomic_torch_save(payload, checkpoint_path)
+            bar.set_postfix(loss=f"{losses.get('total', 0.0):.4f}")
+        out_of_time = _out_of_time(config, started, run.device, world_size)
+        final = step == config.steps or out_of_time
+        if validation is not None and log is not None and (step % config.val_every == 0 or final):
+            _validate(run, validation, run_dir, log)
+        if rank == 0 and (step % config.checkpoint_every == 0 or step == end_step or final):
+            _save(run, checkpoint_path)
         if final and rank == 0:
-            export_weights(evaluated, run_dir / "final.safetensors", {"step": str(state.step), "task": config.task})
+            export_weights(run.evaluated, run_dir / "final.safetensors", {"step": str(step), "task": config.task})
         if out_of_time:
             break
     if bar is not None:
         bar.close()
-    if log_file is not None:
-        log_file.close()
-    if board is not None:
-        board.close()
-    result = ema.module if ema is not None else network
-    return result.eval()
+    if log is not None:
+        log.close()
+    return run.evaluated.eval()
 
 
 def plot_training_curves(run_dir: str | Path, output: str | Path) -> Path:
