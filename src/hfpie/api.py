@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -97,36 +99,65 @@ def _baseline(colour: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(colour, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
 
 
-def _restore_colour(network: HFPIENet, colour: torch.Tensor, strength: float, **options: Any) -> torch.Tensor:
+@dataclass(frozen=True)
+class Settings:
+    """How :func:`enhance` runs the network (each field as in :func:`hfpie.runner.run_network`)."""
+
+    device: torch.device | str | None = None
+    tile: int | None = None
+    halo: int | str | None = None
+    tile_batch: int | None = None
+    precision: str | None = None
+    half: bool | None = None
+    progress: Callable[[int, int], None] | None = None
+
+    def run(self, network: HFPIENet, image: torch.Tensor,
+            progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """:func:`~hfpie.runner.run_network` with these settings (``progress`` overrides the field)."""
+        return run_network(network, image, device=self.device, tile=self.tile, halo=self.halo, half=self.half,
+                           tile_batch=self.tile_batch, precision=self.precision,
+                           progress=progress if progress is not None else self.progress)
+
+    def for_input(self, network: HFPIENet, high_depth: bool) -> Settings:
+        """These settings with fp32 chosen for 16-bit and float inputs on the CPU when the precision is
+        automatic: bfloat16 keeps 8 significant bits, enough for 8-bit images (>= 56 dB against fp32,
+        docs/speed.md), not for 16-bit or float data."""
+        if not high_depth or self.precision not in (None, "auto") or self.half is not None:
+            return self
+        device = torch.device(self.device) if self.device is not None else next(network.parameters()).device
+        return dataclasses.replace(self, precision="fp32") if device.type == "cpu" else self
+
+
+def _restore_colour(network: HFPIENet, colour: torch.Tensor, strength: float, settings: Settings) -> torch.Tensor:
     """The network's output at ``strength`` (measured against the alternatives in docs/usage.md).
 
     Below 1: a pixel-wise mix of :func:`_baseline` and the output. Above 1 (restoration only): a mix
     of the output and a second pass of the network over it (2: two passes).
     """
     if strength == 1:
-        return run_network(network, colour, **options)
+        return settings.run(network, colour)
     if strength < 1:
         baseline = _baseline(colour, network.config.scale)
         if strength == 0:
             return baseline
-        return torch.lerp(baseline, run_network(network, colour, **options), strength).clamp_(0.0, 1.0)
+        return torch.lerp(baseline, settings.run(network, colour), strength).clamp_(0.0, 1.0)
     if network.config.scale != 1:
         raise ValueError(f"strength above 1 needs a restoration (scale 1) model, got strength {strength:g} "
                          f"for a x{network.config.scale} model")
-    progress = options.pop("progress", None)
+    progress = settings.progress
     halves = [None, None] if progress is None else [
         lambda done, total, first=first: progress(done + (0 if first else total), 2 * total) for first in (True, False)
     ]
-    restored = run_network(network, colour, progress=halves[0], **options)
-    again = run_network(network, restored, progress=halves[1], **options)
+    restored = settings.run(network, colour, progress=halves[0])
+    again = settings.run(network, restored, progress=halves[1])
     return torch.lerp(restored, again, strength - 1).clamp_(0.0, 1.0)
 
 
-def _enhance_tensor(x: torch.Tensor, network: HFPIENet, strength: float = 1.0, **options: Any) -> torch.Tensor:
+def _enhance_tensor(x: torch.Tensor, network: HFPIENet, strength: float, settings: Settings) -> torch.Tensor:
     if strength == 0 and network.config.scale == 1:
         return x.clone()  # the input, bit for bit (dtype, grey and alpha untouched)
     colour, alpha, grey = _split_channels(x)
-    restored = _restore_colour(network, colour, strength, **options)
+    restored = _restore_colour(network, colour, strength, settings)
     return _merge_channels(restored, None if alpha is None else alpha.float().cpu(), grey, network.config.scale)
 
 
@@ -162,30 +193,26 @@ def _from_unit(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return x.astype(dtype)
 
 
-def _precision_for_input(network: HFPIENet, options: dict[str, Any], high_depth: bool) -> dict[str, Any]:
-    """``options`` with fp32 chosen for 16-bit and float inputs on the CPU when the precision is automatic.
-
-    bfloat16 keeps 8 significant bits: enough for 8-bit images (>= 50 dB against fp32, measured in
-    docs/speed.md), not for 16-bit or float data, so those stay float32 unless asked otherwise.
-    """
-    if not high_depth or options.get("precision") not in (None, "auto") or options.get("half") is not None:
-        return options
-    device = options.get("device")
-    device = torch.device(device) if device is not None else next(network.parameters()).device
-    return {**options, "precision": "fp32"} if device.type == "cpu" else options
-
-
-def enhance_image_file(image: ImageFile, network: HFPIENet, *, strength: float = 1.0, **options: Any) -> ImageFile:
+def enhance_image_file(image: ImageFile, network: HFPIENet, *, strength: float = 1.0,
+                       device: torch.device | str | None = None, tile: int | None = None,
+                       halo: int | str | None = None, tile_batch: int | None = None, precision: str | None = None,
+                       half: bool | None = None, progress: Callable[[int, int], None] | None = None) -> ImageFile:
     """Enhance decoded file pixels (see :func:`hfpie.io.read_image`); keeps bit depth and metadata.
 
-    ``strength`` as in :func:`enhance`, not range-checked here (see :func:`check_strength`).
+    ``strength`` as in :func:`enhance`, not range-checked here (see :func:`check_strength`); the other
+    settings as in :func:`hfpie.runner.run_network`.
     """
-    options = _precision_for_input(network, options, high_depth=image.bit_depth == 16)
+    settings = Settings(device, tile, halo, tile_batch, precision, half, progress)
+    return _enhance_file(image, network, strength, settings)
+
+
+def _enhance_file(image: ImageFile, network: HFPIENet, strength: float, settings: Settings) -> ImageFile:
+    settings = settings.for_input(network, high_depth=image.bit_depth == 16)
     maximum = 65535.0 if image.bit_depth == 16 else 255.0
     stack = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
     array = np.concatenate(stack, axis=2).astype(np.float32) / maximum
     x = torch.from_numpy(array).permute(2, 0, 1)[None]
-    y = _enhance_tensor(x, network, strength, **options)[0].permute(1, 2, 0).numpy()
+    y = _enhance_tensor(x, network, strength, settings)[0].permute(1, 2, 0).numpy()
     y = _from_unit(y, image.pixels.dtype)
     channels = image.pixels.shape[2]
     return ImageFile(
@@ -300,19 +327,19 @@ def enhance(
     """
     network = resolve_network(task, scale, model, device, revision=revision)
     strength = check_strength(task, strength)
-    options = dict(device=device, tile=tile, half=half, halo=halo, progress=_progress_callback(progress),
-                   tile_batch=tile_batch, precision=precision, strength=strength)
+    settings = Settings(device=device, tile=tile, halo=halo, tile_batch=tile_batch, precision=precision, half=half,
+                        progress=_progress_callback(progress))
     if isinstance(image, (str, os.PathLike)):
-        return _file_to_pil_or_array(enhance_image_file(read_image(image), network, **options))
+        return _file_to_pil_or_array(_enhance_file(read_image(image), network, strength, settings))
     if isinstance(image, Image.Image):
-        return _file_to_pil_or_array(enhance_image_file(image_file_from_pil(image, "PIL image"), network, **options))
+        return _file_to_pil_or_array(_enhance_file(image_file_from_pil(image, "PIL image"), network, strength, settings))
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
             raise UnsupportedImageError(f"numpy images must be HxW or HxWxC with pixels, got shape {image.shape}")
         unit, dtype = _to_unit(image)
         x = (unit[..., None] if image.ndim == 2 else unit).permute(2, 0, 1)[None]
-        options = _precision_for_input(network, options, high_depth=dtype != np.uint8)
-        y = _enhance_tensor(x, network, **options)[0].permute(1, 2, 0).numpy()
+        y = _enhance_tensor(x, network, strength, settings.for_input(network, high_depth=dtype != np.uint8))
+        y = y[0].permute(1, 2, 0).numpy()
         return _from_unit(y[..., 0] if image.ndim == 2 else y, dtype)
     if isinstance(image, torch.Tensor):
         if image.ndim not in (3, 4) or not image.is_floating_point():
@@ -322,8 +349,8 @@ def enhance(
         low, high = torch.aminmax(image.detach()) if image.numel() else (torch.zeros(()), torch.zeros(()))
         _check_unit_range(float(low), float(high), "tensor")
         x = image[None] if image.ndim == 3 else image
-        options = _precision_for_input(network, options, high_depth=True)
-        y = _enhance_tensor(x.detach(), network, **options).to(device=image.device, dtype=image.dtype)
+        y = _enhance_tensor(x.detach(), network, strength, settings.for_input(network, high_depth=True))
+        y = y.to(device=image.device, dtype=image.dtype)
         return y[0] if image.ndim == 3 else y
     raise TypeError(
         f"enhance() takes a path, PIL image, numpy array or torch tensor, not {type(image).__name__}"
