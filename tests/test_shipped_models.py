@@ -95,3 +95,17 @@ def test_bf16_tiles_stay_within_one_8_bit_level_of_the_whole_image(monkeypatch: 
     whole = api.run_network(network, image, device="cpu", tile=256, precision="bf16")
     levels = (torch.round(tiled * 255) - torch.round(whole * 255)).abs()
     assert levels.max() <= 1
+
+
+def test_fp32_enhance_is_the_network_itself_bit_for_bit() -> None:
+    """enhance() in fp32 adds nothing to the network's own output (padding, runner, tiler, conversions)."""
+    _shipped("denoise")
+    import torch
+
+    network = hub.load_model("denoise", device="cpu")
+    photo = np.array(Image.open(ROOT / "examples" / "noisy.png").convert("RGB"))[:96, :128]  # multiples of 4
+    x = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        direct = network(x).clamp(0, 1)
+    expected = np.round(direct[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert np.array_equal(enhance(photo, task="denoise", device="cpu", precision="fp32"), expected)
