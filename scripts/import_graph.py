@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hfpie"
-TRAINING_MAY_IMPORT = {"hfpie.models", "hfpie.runner", "hfpie.io", "hfpie.checkpoint", "hfpie.hub", "hfpie.errors", "hfpie.precision",
-                       "hfpie.tasks", "hfpie.tiling"}
+# What training builds on: the network, how it runs, files, checkpoints, errors, and two leaf modules
+# (the precision names, the task names).
+TRAINING_MAY_IMPORT = {"hfpie.models", "hfpie.runner", "hfpie.io", "hfpie.checkpoint", "hfpie.errors", "hfpie.precision",
+                       "hfpie.tasks"}
 
 
 def module_name(path: Path) -> str:

@@ -40,8 +40,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from ..checkpoint import HFPIE_FORMAT, save_checkpoint
-from ..hub import load_network
+from ..checkpoint import HFPIE_FORMAT, read_checkpoint, save_checkpoint
 from ..io import atomic_write_bytes
 from ..models import HFPIENet
 from ..precision import autocast, cpu_has_fast_bf16
@@ -97,14 +96,16 @@ def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
 
 
 def export_weights(network: HFPIENet, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Save a network's weights (float32) as an hfpie checkpoint (:mod:`hfpie.checkpoint`), loadable by hfpie.hub."""
+    """Save a network's weights (float32) as an hfpie checkpoint (:mod:`hfpie.checkpoint`), loadable by hfpie.hub.load_network."""
     state = {k: v.detach().to(torch.float32) for k, v in network.state_dict().items()}
     return save_checkpoint(state, path, kind=HFPIE_FORMAT, config=network.config.to_dict(), metadata=metadata)
 
 
 def _load_init_weights(network: HFPIENet, path: str, *, strict: bool) -> None:
-    """Copy the weights of ``path`` into ``network``; non-strict copies the tensors whose name and shape match."""
-    source = load_network(path).state_dict()
+    """Copy the weights of ``path`` (an hfpie checkpoint, or a folder holding ``model.safetensors``) into
+    ``network``; non-strict copies the tensors whose name and shape match."""
+    file = Path(path) / "model.safetensors" if Path(path).is_dir() else Path(path)
+    source = {name: value.float() for name, value in read_checkpoint(file)[0].items()}
     if strict:
         network.load_state_dict(source, strict=True)
         return
