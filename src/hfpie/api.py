@@ -17,7 +17,7 @@ from PIL import Image
 
 from .errors import UnsupportedImageError
 from .hub import load_model
-from .io import ImageFile, image_file_from_pil, read_image
+from .io import ImageFile, image_file_from_pil, read_image, to_pil
 from .models import HFPIENet
 from .tasks import check_task, output_scale
 from .runner import CPU_TILE, DEFAULT_MAX_HALO, available_devices, default_device, resolve_device, run_network, suggest_tile_size
@@ -43,22 +43,6 @@ MAX_STRENGTH = {"denoise": 2.0, "deblur": 1.0, "sr": 1.0}
 
 
 # --- conversions between the caller's image type and (N, 3, H, W) float tensors ---------------------
-
-def _file_to_pil_or_array(image: ImageFile) -> Image.Image | np.ndarray:
-    """A PIL image, or, for 16-bit colour or 16-bit grey with alpha (which no PIL mode holds), an
-    HxWxC uint16 array (RGB, RGBA or grey+alpha)."""
-    if image.bit_depth == 16:
-        if image.is_grey and image.alpha is None:
-            return Image.fromarray(image.pixels[..., 0])
-        channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
-        return np.concatenate(channels, axis=2)
-    channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
-    array = np.concatenate(channels, axis=2)
-    pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
-    if image.icc_profile:
-        pil.info["icc_profile"] = image.icc_profile
-    return pil
-
 
 def _split_channels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """(N, C, H, W) with C in 1-4 -> RGB (N, 3, H, W), alpha (N, 1, H, W) or None, was-grey."""
@@ -330,9 +314,9 @@ def enhance(
     settings = Settings(device=device, tile=tile, halo=halo, tile_batch=tile_batch, precision=precision, half=half,
                         progress=_progress_callback(progress))
     if isinstance(image, (str, os.PathLike)):
-        return _file_to_pil_or_array(_enhance_file(read_image(image), network, strength, settings))
+        return to_pil(_enhance_file(read_image(image), network, strength, settings))
     if isinstance(image, Image.Image):
-        return _file_to_pil_or_array(_enhance_file(image_file_from_pil(image, "PIL image"), network, strength, settings))
+        return to_pil(_enhance_file(image_file_from_pil(image, "PIL image"), network, strength, settings))
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
             raise UnsupportedImageError(f"numpy images must be HxW or HxWxC with pixels, got shape {image.shape}")

@@ -41,6 +41,7 @@ __all__ = [
     "format_for",
     "image_file_from_pil",
     "read_image",
+    "to_pil",
     "write_image",
 ]
 
@@ -267,6 +268,21 @@ def check_can_encode(image: ImageFile, image_format: str) -> None:
         raise UnsupportedImageError(f"{image_format} cannot hold an alpha channel; write a .png output instead")
 
 
+def to_pil(image: ImageFile) -> Image.Image | np.ndarray:
+    """A PIL image of ``image`` (its ICC profile in ``info``), or, for 16-bit colour or 16-bit grey with
+    alpha (which no PIL mode holds), an HxWxC uint16 array (RGB, RGBA or grey+alpha)."""
+    channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
+    if image.bit_depth == 16:
+        if image.is_grey and image.alpha is None:
+            return Image.fromarray(image.pixels[..., 0].astype(np.uint16))
+        return np.concatenate(channels, axis=2)
+    array = np.concatenate(channels, axis=2) if len(channels) > 1 else image.pixels
+    pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    if image.icc_profile:
+        pil.info["icc_profile"] = image.icc_profile
+    return pil
+
+
 def encode_image(image: ImageFile, image_format: str) -> bytes:
     """Encode ``image`` in ``image_format`` (PNG, JPEG, TIFF, WEBP, BMP) with its metadata."""
     image_format = "JPEG" if image_format == "MPO" else image_format
@@ -275,14 +291,10 @@ def encode_image(image: ImageFile, image_format: str) -> bytes:
         image = _to_8bit(image)  # these formats have no 16-bit variant
     if image.bit_depth == 16 and not image.is_grey:
         return _encode_deep_colour(image, image_format)
-    if image.bit_depth == 16:
-        if image.alpha is not None:
-            return _encode_deep_colour(image, image_format)
-        pil = Image.fromarray(image.pixels[..., 0].astype(np.uint16))
-    else:
-        channels = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
-        array = np.concatenate(channels, axis=2) if len(channels) > 1 else image.pixels
-        pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+    if image.bit_depth == 16 and image.alpha is not None:
+        return _encode_deep_colour(image, image_format)
+    pil = to_pil(image)
+    assert isinstance(pil, Image.Image)  # what to_pil cannot hold in PIL went to _encode_deep_colour above
     options: dict[str, object] = {}
     if image.exif:
         options["exif"] = image.exif
