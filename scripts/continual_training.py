@@ -39,17 +39,20 @@ WEIGHTS = ROOT / "src" / "hfpie" / "weights"
 DATA = ROOT.parent / "shared" / "data"
 MODELS = ("denoise", "sr-x4", "sr-x2", "deblur", "denoise-real")
 
-# name -> list of (label, folder, task, kwargs) whose mean PSNR decides promotion.
+# name -> (label, folder, task, kwargs, manifest dataset, manifest condition) whose mean PSNR decides
+# promotion; the manifest's PSNR/SSIM rows of the same dataset and condition are replaced when promoted.
 PROTOCOL = {
-    "denoise": [(f"CBSD68 sigma {s}", "val/cbsd68", "denoise", {"sigma": s}) for s in (15, 25, 50)],
-    "sr-x4": [(f"{n} x4 Y", f"val/{n.lower()}", "sr", {"scale": 4}) for n in ("Set5", "Set14")],
-    "sr-x2": [(f"{n} x2 Y", f"val/{n.lower()}", "sr", {"scale": 2}) for n in ("Set5", "Set14")],
-    "deblur": [("CBSD68 Gaussian 21x21 + sigma 2", "val/cbsd68", "deblur", {})],
-    "denoise-real": [("PolyU real noise", "val/polyu_real_noise", "denoise-real", {})],
+    "denoise": [(f"CBSD68 sigma {s}", "val/cbsd68", "denoise", {"sigma": s}, "CBSD68", f"AWGN sigma {s}")
+                for s in (15, 25, 50)],
+    "sr-x4": [(f"{n} x4 Y", f"val/{n.lower()}", "sr", {"scale": 4}, n, "x4 bicubic") for n in ("Set5", "Set14")],
+    "sr-x2": [(f"{n} x2 Y", f"val/{n.lower()}", "sr", {"scale": 2}, n, "x2 bicubic") for n in ("Set5", "Set14")],
+    "deblur": [("CBSD68 Gaussian 21x21 + sigma 2", "val/cbsd68", "deblur", {}, "CBSD68", "Gaussian 21x21 + sigma 2")],
+    "denoise-real": [("PolyU real noise", "val/polyu_real_noise", "denoise-real", {}, "PolyU", "real camera noise")],
 }
-# name -> (label, folder, task, kwargs) of checks that must not fall by more than GUARD_DB.
+# name -> checks that must not fall by more than GUARD_DB (same fields).
 GUARDS = {
-    "denoise-real": [("CBSD68 clean photos (output vs input)", "val/cbsd68", "denoise", {"sigma": 0})],
+    "denoise-real": [("CBSD68 clean photos (output vs input)", "val/cbsd68", "denoise", {"sigma": 0}, "CBSD68",
+                      "clean input (no noise)")],
 }
 GUARD_DB = 0.3
 
@@ -122,12 +125,31 @@ def score(name: str, weights: Path) -> dict[str, float]:
 
     torch.set_num_threads(2)
     network = load_network(weights).eval()
-    result = {}
-    for label, folder, task, kwargs in PROTOCOL[name] + GUARDS.get(name, []):
+    result, ssim = {}, {}
+    for label, folder, task, kwargs, *_ in PROTOCOL[name] + GUARDS.get(name, []):
         summary = summarize(evaluate_folder(network, DATA / folder, task, **kwargs))
-        result[label] = summary["psnr_y" if task == "sr" else "psnr_rgb"]
+        space = "y" if task == "sr" else "rgb"
+        result[label], ssim[label] = summary[f"psnr_{space}"], summary[f"ssim_{space}"]
     result["mean"] = float(np.mean([result[label] for label, *_ in PROTOCOL[name]]))
+    result["ssim"] = ssim
     return result
+
+
+def updated_metrics(name: str, metrics: list[dict], psnr: dict, ssim: dict) -> list[dict]:
+    """The manifest's metric rows with the PSNR/SSIM of the promotion protocol replaced by new scores;
+    rows that depend on the weights but were not measured again (perceptual extras, other kernels) are
+    dropped rather than left stale; speed rows stay (same architecture)."""
+    measured = {(dataset, condition): label for label, _, _, _, dataset, condition in PROTOCOL[name] + GUARDS.get(name, [])}
+    kept = []
+    for row in metrics:
+        label = measured.get((row.get("dataset"), row.get("condition")))
+        if label is not None and row.get("metric", "").startswith("PSNR"):
+            kept.append({**row, "value": round(psnr[label], 2)})
+        elif label is not None and row.get("metric", "").startswith("SSIM"):
+            kept.append({**row, "value": round(ssim[label], 4)})
+        elif row.get("metric", "").startswith("s/MP"):
+            kept.append(row)
+    return kept
 
 
 def finish(args: argparse.Namespace) -> None:
@@ -148,6 +170,8 @@ def finish(args: argparse.Namespace) -> None:
         before, after = score(name, shipped), score(name, candidate)
         promoted = after["mean"] > before["mean"] and all(
             after[label] >= before[label] - GUARD_DB for label, *_ in GUARDS.get(name, []))
+        before.pop("ssim")
+        after_ssim = after.pop("ssim")  # the state keeps PSNR only; the manifest gets both
         state["steps"] += session["steps"]
         state["cpu_seconds"] += session["cpu_seconds"]
         state["learning_rate"] = session["learning_rate"]
@@ -159,13 +183,11 @@ def finish(args: argparse.Namespace) -> None:
             entry = manifest["models"][name]
             steps = {**entry.get("steps", {}), "continued on the CPU (total)": state["steps"]}
             wall = {**entry.get("wall_time", {}), "continued_cpu_hours": round(state["cpu_seconds"] / 3600, 2)}
-            metrics = [m for m in entry.get("metrics", []) if not m.get("metric", "").startswith("PSNR")]
             extra = {k: v for k, v in entry.items() if k not in {"task", "scale", "default", "preset", "config", "repo_id",
                                                                  "filename", "revision", "sha256", "size", "license",
                                                                  "training_data"}}
-            extra.update(steps=steps, wall_time=wall, metrics=metrics + [
-                {"dataset": label, "metric": "PSNR", "value": round(value, 2)}
-                for label, value in after.items() if label != "mean"])
+            extra.update(steps=steps, wall_time=wall, metrics=updated_metrics(name, entry.get("metrics", []), after,
+                                                                               after_ssim))
             add_to_manifest(name, candidate, task=entry["task"], default=entry["default"], preset=entry["preset"],
                             training_data=entry["training_data"] + "; continued on all of ../shared/data/train",
                             extra=extra)
