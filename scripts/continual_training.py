@@ -118,12 +118,9 @@ def _session_log(run_dir: Path) -> dict:
 
 
 def score(name: str, weights: Path) -> dict[str, float]:
-    import torch
-
     from hfpie.hub import load_network
     from hfpie.training.evaluation import evaluate_folder, summarize
 
-    torch.set_num_threads(2)
     network = load_network(weights).eval()
     result, ssim = {}, {}
     for label, folder, task, kwargs, *_ in PROTOCOL[name] + GUARDS.get(name, []):
@@ -153,7 +150,11 @@ def updated_metrics(name: str, metrics: list[dict], psnr: dict, ssim: dict) -> l
 
 
 def finish(args: argparse.Namespace) -> None:
+    import torch
+
     from release import add_to_manifest
+
+    torch.set_num_threads(args.threads)
 
     STATE.mkdir(exist_ok=True)
     manifest = json.loads((ROOT / "weights_manifest.json").read_text())
@@ -241,7 +242,7 @@ def main() -> None:
         if command == "run":
             p.add_argument("--hours", type=float, default=2.3)
             p.add_argument("--slice-minutes", type=float, default=12.0)
-        if command in ("run", "slice"):
+        if command in ("run", "slice", "finish"):
             p.add_argument("--threads", type=int, default=2)
         if command == "slice":
             p.add_argument("--minutes", type=float, required=True)
