@@ -4,7 +4,7 @@
     python benchmarks/precision.py [--max-images 20] [--json docs/precision.json]
 
 For each model the validation protocol of docs/benchmarks.md is run twice through
-:func:`hfpie.runner.run_network` on the CPU, once in ``fp32`` and once in ``bf16`` (the ``auto`` choice
+:func:`hfpie.training.evaluation.uint8_restorer` on the CPU, once in ``fp32`` and once in ``bf16`` (the ``auto`` choice
 on CPUs with AMX / AVX-512 BF16), alternating per image so that both see the same machine load.
 Reported per model: PSNR of the 8-bit bf16 output against the 8-bit fp32 output (the bar: >= 50 dB),
 the largest difference in 8-bit levels, the PSNR of each against the ground truth (bar: within
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hfpie.runner import run_network
 from hfpie.hub import load_manifest, load_model
 from hfpie.precision import cpu_has_fast_bf16
 from hfpie.training.datasets import ImageFolderPairs
+from hfpie.training.evaluation import uint8_restorer
 from hfpie.training.metrics import psnr
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "val"
@@ -38,29 +38,25 @@ CASES = {  # model -> (folder, task, protocol kwargs, label)
 }
 
 
-def _to_u8(y: torch.Tensor) -> np.ndarray:
-    return np.round(y[0].permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
-
-
 def measure(name: str, max_images: int, data: Path) -> dict:
     folder, task, kwargs, label = CASES[name]
     pairs = ImageFolderPairs(data / folder, task, **kwargs)
     network = load_model(name, device="cpu")
     y_channel = task == "sr"
     border = kwargs.get("scale", 0)
-    run_network(network, torch.rand(1, 3, 64, 64), device="cpu", precision="bf16")  # warm-up
-    run_network(network, torch.rand(1, 3, 64, 64), device="cpu", precision="fp32")
+    restorers = {precision: uint8_restorer(network, "cpu", precision=precision) for precision in ("fp32", "bf16")}
+    for restore in restorers.values():  # warm-up
+        restore(np.zeros((64, 64, 3), np.uint8))
     seconds = {"fp32": 0.0, "bf16": 0.0}
     truth = {"fp32": [], "bf16": []}
     agreement, worst, megapixels = [], 0, 0.0
     for index, (_, degraded, clean) in enumerate(pairs):
         if max_images and index >= max_images:
             break
-        x = torch.from_numpy(degraded.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
         outputs = {}
         for precision in (("fp32", "bf16") if index % 2 == 0 else ("bf16", "fp32")):
             start = time.perf_counter()
-            outputs[precision] = _to_u8(run_network(network, x, device="cpu", precision=precision))
+            outputs[precision] = restorers[precision](degraded)
             seconds[precision] += time.perf_counter() - start
             truth[precision].append(psnr(outputs[precision], clean, crop_border=border, y_channel=y_channel))
         megapixels += clean.shape[0] * clean.shape[1] / 1e6

@@ -65,7 +65,7 @@ def load_state(name: str) -> dict:
             "learning_rate": None, "sessions": []}
 
 
-def _session_config(name: str, state: dict, run_dir: Path, minutes: float, threads: int):
+def _session_config(name: str, state: dict, minutes: float, threads: int | None):
     from hfpie.training.config import load_train_config
 
     config = load_train_config(CONFIGS / f"{name}.toml")
@@ -99,7 +99,7 @@ def train_slice(args: argparse.Namespace) -> None:
     from hfpie.training.trainer import train
 
     (name,) = args.models
-    config = _session_config(name, load_state(name), args.runs / name, args.minutes, args.threads)
+    config = _session_config(name, load_state(name), args.minutes, args.threads)
     train(config, args.runs / name, resume=True, progress=False)
 
 
@@ -157,7 +157,6 @@ def finish(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
 
     STATE.mkdir(exist_ok=True)
-    manifest = json.loads((ROOT / "weights_manifest.json").read_text())
     today = datetime.date.today().isoformat()
     for name in args.models or MODELS:
         run_dir = args.runs / name
@@ -181,7 +180,7 @@ def finish(args: argparse.Namespace) -> None:
                                   "val_during_training": session["val"], "bundled_before": before,
                                   "candidate": after, "promoted": promoted})
         if promoted:
-            entry = manifest["models"][name]
+            entry = json.loads((ROOT / "weights_manifest.json").read_text())["models"][name]
             steps = {**entry.get("steps", {}), "continued on the CPU (total)": state["steps"]}
             wall = {**entry.get("wall_time", {}), "continued_cpu_hours": round(state["cpu_seconds"] / 3600, 2)}
             extra = {k: v for k, v in entry.items() if k not in {"task", "scale", "default", "preset", "config", "repo_id",
@@ -201,8 +200,6 @@ def finish(args: argparse.Namespace) -> None:
         print(f"{name}: bundled {before['mean']:.3f} dB, candidate {after['mean']:.3f} dB -> "
               f"{'promoted' if promoted else 'kept the bundled weights'}; {session['steps']} steps, "
               f"{session['cpu_seconds'] / 3600:.2f} CPU h", flush=True)
-        # `manifest` may be stale after add_to_manifest: re-read for the next model.
-        manifest = json.loads((ROOT / "weights_manifest.json").read_text())
 
 
 def curves(args: argparse.Namespace) -> None:

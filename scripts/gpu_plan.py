@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from continual_training import CONFIGS, MODELS, ROOT, load_state  # noqa: E402
+from continual_training import MODELS, ROOT, _session_config, load_state  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 # Validation images the runs check during training (the first few of each set, as the configs ask).
@@ -92,10 +92,8 @@ def _gpu_utilisation(device: str, samples: list[float], stop: threading.Event) -
 
 
 def _config(name: str, data_root: Path, device: str, seconds: float, small: bool):
-    from hfpie.training.config import load_train_config
-
-    config = load_train_config(CONFIGS / f"{name}.toml")
     state = load_state(name)
+    config = _session_config(name, state, seconds / 60, threads=None)  # the CPU session's config, then GPU changes
 
     def moved(folder: str) -> str:
         return str(data_root / Path(folder).relative_to("../shared/data"))
@@ -104,9 +102,8 @@ def _config(name: str, data_root: Path, device: str, seconds: float, small: bool
     present = [moved(f) for f in config.train_folders if Path(moved(f)).is_dir()]
     overrides = {
         "train_folders": tuple(present), "val_folder": moved(config.val_folder), "device": device,
-        "data_pipeline": "tensor", "batch_size": batch, "patch_size": patch, "time_limit_s": seconds,
-        "steps": 10_000_000, "seed": 1_000_000 + int(state["steps"]), "init_weights": str(ROOT / state["weights"]),
-        "val_every": 10_000_000, "checkpoint_every": 500, "log_every": 20, "num_workers": 0, "threads": None,
+        "data_pipeline": "tensor", "batch_size": batch, "patch_size": patch,
+        "seed": 1_000_000 + int(state["steps"]), "val_every": 10_000_000, "checkpoint_every": 500, "log_every": 20, "num_workers": 0, "threads": None,
         "learning_rate": 2e-4 if name != "denoise-real" else 1e-4, "lr_decay_every": 2000,
     }
     return config.replace(**overrides)

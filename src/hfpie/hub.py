@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from .checkpoint import HIGHPASS_FORMAT, checkpoint_format, read_checkpoint
 from .errors import ModelNotFoundError, NoPretrainedWeightsError, WeightsIntegrityError
