@@ -79,6 +79,11 @@ def _session_config(name: str, state: dict, minutes: float, threads: int | None)
 def run(args: argparse.Namespace) -> None:
     deadline = time.time() + args.hours * 3600
     names = args.models or list(MODELS)
+    for name in names:  # a run folder left by an earlier session would be resumed, with its old optimiser
+        saved = args.runs / name / "config.json"
+        if saved.exists() and json.loads(saved.read_text()).get("seed") != int(load_state(name)["steps"]):
+            sys.exit(f"{saved.parent} holds a run of an earlier session (its seed is not the state's step count "
+                     f"{int(load_state(name)['steps'])}); move it away or pass another --runs folder")
     print(f"continual training of {', '.join(names)} until {time.ctime(deadline)}", flush=True)
     while time.time() + 60 < deadline:
         for name in names:

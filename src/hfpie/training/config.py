@@ -93,6 +93,10 @@ class TrainConfig:
     """Start from these safetensors weights (e.g. the PSNR model before GAN fine-tuning)."""
     init_strict: bool = True
     """With False, copy only the init tensors whose name and shape match (e.g. an x4 body into an x2 model)."""
+    init_grow: bool = False
+    """With True, ``init_weights`` may come from a shallower network (fewer RCABs per scale, all else equal):
+    it is grown into this one with new blocks that start as identities (hfpie.training.grow), so training
+    starts from the same outputs."""
 
     # Bookkeeping
     seed: int = 0
@@ -127,7 +131,8 @@ class TrainConfig:
             raise ValueError("hpf_weight > 0 needs hpf_checkpoint (train one with `hfpie train-hpf`)")
 
     def network_config(self) -> HFPIEConfig:
-        return config_from_preset(self.preset, scale=self.scale, **self.model)
+        model = {k: tuple(v) if isinstance(v, list) else v for k, v in self.model.items()}  # TOML/JSON lists
+        return config_from_preset(self.preset, scale=self.scale, **model)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

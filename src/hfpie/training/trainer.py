@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..checkpoint import HFPIE_FORMAT, read_checkpoint, save_checkpoint
 from ..io import atomic_write_bytes
-from ..models import HFPIENet
+from ..models import HFPIEConfig, HFPIENet
 from ..precision import autocast, cpu_has_fast_bf16
 from .batched import DevicePatchBatches
 from .config import TrainConfig
@@ -101,11 +101,19 @@ def export_weights(network: HFPIENet, path: str | Path, metadata: dict[str, str]
     return save_checkpoint(state, path, kind=HFPIE_FORMAT, config=network.config.to_dict(), metadata=metadata)
 
 
-def _load_init_weights(network: HFPIENet, path: str, *, strict: bool) -> None:
+def _load_init_weights(network: HFPIENet, path: str, *, strict: bool, grow: bool = False, seed: int = 0) -> None:
     """Copy the weights of ``path`` (an hfpie checkpoint, or a folder holding ``model.safetensors``) into
-    ``network``; non-strict copies the tensors whose name and shape match."""
+    ``network``; non-strict copies the tensors whose name and shape match; ``grow`` deepens a shallower
+    network's weights into this one (:func:`hfpie.training.grow.grow_state`)."""
     file = Path(path) / "model.safetensors" if Path(path).is_dir() else Path(path)
-    source = {name: value.float() for name, value in read_checkpoint(file)[0].items()}
+    tensors, metadata = read_checkpoint(file)
+    source = {name: value.float() for name, value in tensors.items()}
+    if grow and "config" in metadata:
+        from .grow import grow_state
+
+        source_config = HFPIEConfig.from_dict(json.loads(metadata["config"]))
+        if source_config != network.config:
+            source = grow_state(source, source_config, network.config, seed=seed)
     if strict:
         network.load_state_dict(source, strict=True)
         return
@@ -221,7 +229,8 @@ def _build(config: TrainConfig, device: torch.device, world_size: int) -> _Run:
     torch.manual_seed(config.seed)
     network = HFPIENet(config.network_config())
     if config.init_weights:
-        _load_init_weights(network, config.init_weights, strict=config.init_strict)
+        _load_init_weights(network, config.init_weights, strict=config.init_strict, grow=config.init_grow,
+                           seed=config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format

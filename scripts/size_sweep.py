@@ -1,0 +1,103 @@
+"""Model size chosen by measurement: PSNR at equal CPU time against inference speed.
+
+    python scripts/size_sweep.py sr-x4 --blocks 2,4,8 2,6,16 2,8,32 --minutes 20
+
+Each variant starts from the model's continued-training weights (``training_state/<model>.json``),
+deepened to ``--blocks`` RCABs per scale with new blocks that start as identities
+(hfpie.training.grow), so every variant starts from the same outputs. Each then trains for the same
+wall-clock minutes with the same data, seed and learning rate as ``continual_training.py``, on an
+otherwise idle machine, one variant at a time. A variant whose run folder already holds
+``final.safetensors`` is scored without training again (``--runs`` may point one variant at an
+existing continual run). Per variant: steps, step time, the promotion protocol's PSNR, and the
+inference speed (s/MP of output, ``precision="auto"``, whole 512x512 output, median of 5).
+
+Results go to ``docs/size-sweep.json`` (merged by model) and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from continual_training import PROTOCOL, ROOT, _session_config, _session_log, load_state, score  # noqa: E402
+
+OUTPUT = ROOT / "docs" / "size-sweep.json"
+
+
+def seconds_per_megapixel(weights: Path, repeats: int = 5) -> float:
+    import torch
+
+    from hfpie.hub import load_model
+    from hfpie.runner import run_network
+
+    network = load_model(str(weights), device="cpu")  # folded and channels-last, as users get it
+    side = 512 // network.config.scale
+    image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    run_network(network, image, precision="auto")  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_network(network, image, precision="auto")
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / (512 * 512 / 1e6)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", choices=sorted(PROTOCOL))
+    parser.add_argument("--blocks", nargs="+", required=True, help="RCABs per scale, e.g. 2,4,8")
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "sweep")
+    args = parser.parse_args()
+
+    import torch
+
+    from hfpie.training.trainer import train
+
+    torch.set_num_threads(args.threads)
+    state = load_state(args.model)
+    results = []
+    for text in args.blocks:
+        blocks = tuple(int(n) for n in text.split(","))
+        run_dir = args.runs / args.model / "-".join(map(str, blocks))
+        final = run_dir / "final.safetensors"
+        if not final.exists():
+            config = _session_config(args.model, state, args.minutes, args.threads)
+            config = config.replace(model={**config.model, "num_blocks": blocks}, init_grow=True)
+            print(f"{time.strftime('%H:%M:%S')} {args.model} {blocks}: training {args.minutes} min", flush=True)
+            train(config, run_dir, resume=True, progress=False)
+        session = _session_log(run_dir)
+        psnr = score(args.model, final)
+        psnr.pop("ssim")
+        speed = seconds_per_megapixel(final)
+        network_config = json.loads((run_dir / "config.json").read_text())
+        row = {"blocks": list(blocks), "steps": session["steps"], "cpu_hours": round(session["cpu_seconds"] / 3600, 3),
+               "step_time_s": round(session["cpu_seconds"] / max(session["steps"], 1), 4),
+               "s_per_mp_auto": round(speed, 3), "psnr": {k: round(v, 4) for k, v in psnr.items()},
+               "val_during_training": session["val"], "start": state["weights"],
+               "preset": network_config.get("preset")}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+
+    table = [f"| blocks | steps | CPU h | step (s) | s/MP (auto) | " + " | ".join(psnr) + " |",
+             "|---|---|---|---|---|" + "---|" * len(psnr)]
+    for row in results:
+        table.append(f"| {tuple(row['blocks'])} | {row['steps']} | {row['cpu_hours']:.3f} | {row['step_time_s']:.3f} | "
+                     f"{row['s_per_mp_auto']:.3f} | " + " | ".join(f"{v:.3f}" for v in row["psnr"].values()) + " |")
+    print("\n".join(table))
+    merged = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}
+    merged[args.model] = {"date": time.strftime("%Y-%m-%d"), "minutes_per_variant": args.minutes,
+                          "threads": args.threads, "variants": results}
+    OUTPUT.write_text(json.dumps(merged, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Growing a trained network deeper keeps its outputs, and the trainer can start from a grown network."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hfpie.models import HFPIENet, config_from_preset
+from hfpie.training.config import TrainConfig
+from hfpie.training.grow import grow_state
+from hfpie.training.trainer import export_weights, train
+
+
+
+def _images(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"img{index}.png")
+    return folder
+
+
+def _trained(config) -> HFPIENet:
+    torch.manual_seed(1)
+    network = HFPIENet(config).eval()
+    with torch.no_grad():  # non-zero everywhere, like trained weights (fresh attention convs start at zero)
+        for parameter in network.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return network
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_grown_network_gives_the_same_outputs(scale: int) -> None:
+    source = config_from_preset("tiny", scale=scale)
+    target = dataclasses.replace(source, num_blocks=(2, 3, 5))
+    network = _trained(source)
+    grown = HFPIENet(target).eval()
+    grown.load_state_dict(grow_state(network.state_dict(), source, target))
+    image = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(image), network(image), rtol=0, atol=1e-6)
+        # the new blocks are real blocks: once their last convolution moves, the output changes
+        grown.scales[2].body[3].conv2.weight.add_(0.1)
+        assert (grown(image) - network(image)).abs().max() > 1e-4
+
+
+def test_only_depth_can_grow() -> None:
+    source = config_from_preset("tiny")
+    state = HFPIENet(source).state_dict()
+    with pytest.raises(ValueError, match="num_features"):
+        grow_state(state, source, dataclasses.replace(source, num_features=24, num_blocks=(2, 3, 5)))
+    with pytest.raises(ValueError, match="shrink"):
+        grow_state(state, source, dataclasses.replace(source, num_blocks=(1, 1, 2)))
+
+
+def test_training_starts_from_a_grown_checkpoint(tmp_path: Path) -> None:
+    folder = _images(tmp_path / "data")
+    small = _trained(config_from_preset("tiny"))
+    weights = export_weights(small, tmp_path / "small.safetensors")
+    config = TrainConfig(task="denoise", preset="tiny", model={"num_blocks": (1, 3, 4)}, train_folders=(str(folder),),
+                         patch_size=16, batch_size=2, steps=1, learning_rate=0.0, ema_decay=0.0, log_every=1,
+                         checkpoint_every=1, val_every=1000, init_weights=str(weights), init_grow=True, threads=1,
+                         degradation={"sigma_range": (25.0, 25.0)}, precision="fp32")
+    grown = train(config, tmp_path / "run", progress=False).eval()
+    assert grown.config.num_blocks == (1, 3, 4)
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(image), small(image), rtol=0, atol=1e-6)
+    with pytest.raises(RuntimeError):  # without init_grow the shapes must match exactly
+        train(config.replace(init_grow=False), tmp_path / "strict", progress=False)
