@@ -154,6 +154,18 @@ def updated_metrics(name: str, metrics: list[dict], psnr: dict, ssim: dict) -> l
     return kept
 
 
+def preset_of(weights: Path) -> str:
+    """The name of the preset the network of ``weights`` is (any scale), or "custom"."""
+    import dataclasses
+
+    from hfpie.hub import load_network
+    from hfpie.models import PRESETS
+
+    config = load_network(weights).config
+    return next((name for name, preset in PRESETS.items() if dataclasses.replace(preset, scale=config.scale) == config),
+                "custom")
+
+
 def finish(args: argparse.Namespace) -> None:
     import torch
 
@@ -193,7 +205,7 @@ def finish(args: argparse.Namespace) -> None:
                                                                  "training_data"}}
             extra.update(steps=steps, wall_time=wall, metrics=updated_metrics(name, entry.get("metrics", []), after,
                                                                                after_ssim))
-            add_to_manifest(name, candidate, task=entry["task"], default=entry["default"], preset=entry["preset"],
+            add_to_manifest(name, candidate, task=entry["task"], default=entry["default"], preset=preset_of(candidate),
                             training_data=entry["training_data"] + "; continued on all of ../shared/data/train",
                             extra=extra)
             state["weights"] = f"src/hfpie/weights/{name}.safetensors"
@@ -226,8 +238,8 @@ def curves(args: argparse.Namespace) -> None:
         axis.set_title(name)
         axis.set_xlabel("CPU hours of continued training")
         axis.set_ylabel("mean val PSNR (dB)")
-        for s in state["sessions"]:
-            lines.append(f"| {name} | {s['date']} | {s['steps']} | {s['total_cpu_hours']:.2f} | "
+        for number, s in enumerate(state["sessions"], 1):
+            lines.append(f"| {name} | {number} ({s['date']}) | {s['steps']} | {s['total_cpu_hours']:.2f} | "
                          f"{s['bundled_before']['mean']:.3f} | {s['candidate']['mean']:.3f} | {'yes' if s['promoted'] else 'no'} |")
     figure.tight_layout()
     figure.savefig(args.output, dpi=110)

@@ -56,10 +56,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "sweep")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="training config overrides of every variant, e.g. learning_rate=2e-4 (named in the run folder)")
     args = parser.parse_args()
 
     import torch
 
+    from hfpie.training.config import _parse_override
     from hfpie.training.trainer import train
 
     torch.set_num_threads(args.threads)
@@ -67,11 +70,12 @@ def main() -> None:
     results = []
     for text in args.blocks:
         blocks = tuple(int(n) for n in text.split(","))
-        run_dir = args.runs / args.model / "-".join(map(str, blocks))
+        run_dir = args.runs / args.model / "-".join(map(str, blocks) if not args.set else [*map(str, blocks), *args.set])
         final = run_dir / "final.safetensors"
         if not final.exists():
             config = _session_config(args.model, state, args.minutes, args.threads)
-            config = config.replace(model={**config.model, "num_blocks": blocks}, init_grow=True)
+            config = config.replace(model={**config.model, "num_blocks": blocks}, init_grow=True,
+                                    **dict(_parse_override(text) for text in args.set))
             print(f"{time.strftime('%H:%M:%S')} {args.model} {blocks}: training {args.minutes} min", flush=True)
             train(config, run_dir, resume=True, progress=False)
         session = _session_log(run_dir)
@@ -79,7 +83,7 @@ def main() -> None:
         psnr.pop("ssim")
         speed = seconds_per_megapixel(final)
         network_config = json.loads((run_dir / "config.json").read_text())
-        row = {"blocks": list(blocks), "steps": session["steps"], "cpu_hours": round(session["cpu_seconds"] / 3600, 3),
+        row = {"blocks": list(blocks), "overrides": args.set, "steps": session["steps"], "cpu_hours": round(session["cpu_seconds"] / 3600, 3),
                "step_time_s": round(session["cpu_seconds"] / max(session["steps"], 1), 4),
                "s_per_mp_auto": round(speed, 3), "psnr": {k: round(v, 4) for k, v in psnr.items()},
                "val_during_training": session["val"], "start": state["weights"],
@@ -90,12 +94,15 @@ def main() -> None:
     table = [f"| blocks | steps | CPU h | step (s) | s/MP (auto) | " + " | ".join(psnr) + " |",
              "|---|---|---|---|---|" + "---|" * len(psnr)]
     for row in results:
-        table.append(f"| {tuple(row['blocks'])} | {row['steps']} | {row['cpu_hours']:.3f} | {row['step_time_s']:.3f} | "
+        table.append(f"| {tuple(row['blocks'])} {' '.join(row['overrides'])} | {row['steps']} | {row['cpu_hours']:.3f} | {row['step_time_s']:.3f} | "
                      f"{row['s_per_mp_auto']:.3f} | " + " | ".join(f"{v:.3f}" for v in row["psnr"].values()) + " |")
     print("\n".join(table))
     merged = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}
-    merged[args.model] = {"date": time.strftime("%Y-%m-%d"), "minutes_per_variant": args.minutes,
-                          "threads": args.threads, "variants": results}
+    entry = merged.setdefault(args.model, {"variants": []})
+    entry.update(date=time.strftime("%Y-%m-%d"), minutes_per_variant=args.minutes, threads=args.threads)
+    ran = {(tuple(row["blocks"]), tuple(row["overrides"])) for row in results}
+    entry["variants"] = [row for row in entry["variants"]
+                         if (tuple(row["blocks"]), tuple(row.get("overrides", []))) not in ran] + results
     OUTPUT.write_text(json.dumps(merged, indent=2) + "\n")
 
 
