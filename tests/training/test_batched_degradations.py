@@ -121,6 +121,44 @@ def test_real_noise_leaves_the_clean_share_untouched() -> None:
     assert (never_clean == clean).flatten(1).all(dim=1).sum() == 0
 
 
+def _neighbour_correlation(noise: np.ndarray) -> float:
+    """Correlation of horizontally adjacent values of ``(..., H, W)`` noise."""
+    left, right = noise[..., :, :-1].ravel(), noise[..., :, 1:].ravel()
+    return float(np.corrcoef(left, right)[0, 1])
+
+
+def test_demosaiced_noise_is_correlated_and_the_same_in_both_pipelines() -> None:
+    rng = np.random.default_rng(0)
+    white = rng.standard_normal((64, 64, 3)).astype(np.float32)
+    reference = deg.demosaic_noise(white)
+    batched = bd.demosaic_noise(torch.from_numpy(white).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(batched, reference, atol=1e-5)  # same kernels, same borders
+    np.testing.assert_array_equal(reference * deg.bayer_masks(64, 64), white * deg.bayer_masks(64, 64))  # samples kept
+    assert abs(_neighbour_correlation(white.transpose(2, 0, 1))) < 0.05
+    assert _neighbour_correlation(reference.transpose(2, 0, 1)) > 0.3
+
+
+def test_real_noise_demosaic_share() -> None:
+    clean = torch.full((200, 3, 16, 16), 0.5)
+    degradation = deg.RealNoiseDegradation(shot_noise_range=(1e-2, 1e-2), read_noise_range=(2e-2, 2e-2),
+                                           jpeg_probability=0.0, demosaic_probability=1.0)
+    correlated = bd.degrade_batch(degradation, clean, generator()) - clean
+    white = bd.degrade_batch(dataclasses.replace(degradation, demosaic_probability=0.0), clean, generator()) - clean
+    assert _neighbour_correlation(correlated.numpy()) > 0.3 > 0.05 > abs(_neighbour_correlation(white.numpy()))
+    reference = np.stack([degradation(np.full((16, 16, 3), 0.5, np.float32), np.random.default_rng(i)) - 0.5
+                          for i in range(50)])
+    assert _neighbour_correlation(reference.transpose(0, 3, 1, 2)) == pytest.approx(
+        _neighbour_correlation(correlated.numpy()), abs=0.08)
+    assert float(reference.std()) == pytest.approx(float(correlated.std()), rel=0.1)
+    # 0 draws nothing more: noise levels, then the noise field, as before the option existed
+    image = np.full((16, 16, 3), 0.4, np.float32)
+    rng = np.random.default_rng(3)
+    shot = math.exp(rng.uniform(math.log(1e-4), math.log(1e-2)))
+    read = math.exp(rng.uniform(math.log(1e-3), math.log(2e-2)))
+    by_hand = deg.add_poisson_gaussian_noise(image, shot, read, rng)
+    np.testing.assert_array_equal(deg.random_real_noise(image, np.random.default_rng(3), jpeg_probability=0.0), by_hand)
+
+
 def test_real_noise_jpeg_share() -> None:
     clean = to_tensor(synthetic_images(300, 16, 16))
     noiseless = deg.RealNoiseDegradation(shot_noise_range=(1e-9, 1e-9), read_noise_range=(1e-9, 1e-9),

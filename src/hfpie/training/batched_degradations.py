@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .degradations import (
+    BAYER_G_KERNEL,
+    BAYER_RB_KERNEL,
     DeblurDegradation,
     Degradation,
     DenoiseDegradation,
@@ -46,6 +48,7 @@ __all__ = [
     "add_jpeg",
     "add_poisson_gaussian_noise",
     "degrade_batch",
+    "demosaic_noise",
     "downscale_bicubic",
     "gaussian_kernels",
     "jpeg_quantization_tables",
@@ -150,8 +153,26 @@ def add_gaussian_noise(images: Tensor, sigmas: Tensor, generator: torch.Generato
     return quantize_to_8bit(noisy) if quantize else noisy.clamp_(0.0, 1.0)
 
 
+def demosaic_noise(noise: Tensor) -> Tensor:
+    """Keep one colour of ``(B, 3, H, W)`` noise per pixel (RGGB mosaic) and interpolate the rest bilinearly.
+
+    The batched form of :func:`hfpie.training.degradations.demosaic_noise` (same kernels, same
+    reflected borders).
+    """
+    height, width = noise.shape[-2:]
+    masks = torch.zeros(3, height, width, device=noise.device, dtype=noise.dtype)
+    masks[0, 0::2, 0::2] = 1.0
+    masks[1, 0::2, 1::2] = 1.0
+    masks[1, 1::2, 0::2] = 1.0
+    masks[2, 1::2, 1::2] = 1.0
+    kernels = torch.stack([torch.from_numpy(k) for k in (BAYER_RB_KERNEL, BAYER_G_KERNEL, BAYER_RB_KERNEL)])
+    kernels = kernels.to(noise)[:, None]
+    return F.conv2d(F.pad(noise * masks, (1, 1, 1, 1), mode="reflect"), kernels, groups=3)
+
+
 def add_poisson_gaussian_noise(
-    images: Tensor, shot_noise: Tensor, read_noise: Tensor, generator: torch.Generator, *, gamma: float = 2.2
+    images: Tensor, shot_noise: Tensor, read_noise: Tensor, generator: torch.Generator, *, gamma: float = 2.2,
+    demosaic: Tensor | None = None,
 ) -> Tensor:
     """Camera noise in linear light: ``x ** gamma``, noise of variance ``shot * x + read ** 2``, clip, back.
 
@@ -164,6 +185,7 @@ def add_poisson_gaussian_noise(
         read_noise: ``(B,)`` read noise standard deviations in linear [0, 1] units, >= 0.
         generator: Draws the noise field.
         gamma: Display gamma, > 0.
+        demosaic: ``(B,)`` booleans: which samples' noise goes through :func:`demosaic_noise`.
 
     Returns:
         ``(B, 3, H, W)`` noisy images in [0, 1].
@@ -172,8 +194,10 @@ def add_poisson_gaussian_noise(
     _check_generator(generator, images)
     linear = images.clamp(0.0, 1.0).pow(gamma)
     deviation = torch.sqrt(_per_sample(shot_noise.to(images)) * linear + _per_sample(read_noise.to(images)) ** 2)
-    noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-    return (linear + deviation * noise).clamp_(0.0, 1.0).pow_(1.0 / gamma)
+    noise = deviation * torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    if demosaic is not None and bool(demosaic.any()):
+        noise = torch.where(_per_sample(demosaic.to(images.device)), demosaic_noise(noise), noise)
+    return (linear + noise).clamp_(0.0, 1.0).pow_(1.0 / gamma)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -548,7 +572,9 @@ def _real_noise(degradation: RealNoiseDegradation, clean: Tensor, generator: tor
     keep_clean = _bernoulli(count, degradation.clean_probability, generator)
     shot_noise = _log_uniform(count, *degradation.shot_noise_range, generator)
     read_noise = _log_uniform(count, *degradation.read_noise_range, generator)
-    noisy = add_poisson_gaussian_noise(clean, shot_noise, read_noise, generator, gamma=degradation.gamma)
+    demosaic = _bernoulli(count, degradation.demosaic_probability, generator) if degradation.demosaic_probability else None
+    noisy = add_poisson_gaussian_noise(clean, shot_noise, read_noise, generator, gamma=degradation.gamma,
+                                       demosaic=demosaic)
     noisy = _maybe_jpeg(noisy, generator, degradation.jpeg_probability, degradation.jpeg_quality_range)
     return torch.where(_per_sample(keep_clean), quantize_to_8bit(clean), noisy)
 

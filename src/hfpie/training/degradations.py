@@ -48,6 +48,8 @@ __all__ = [
     "add_gaussian_noise",
     "add_jpeg",
     "add_poisson_gaussian_noise",
+    "bayer_masks",
+    "demosaic_noise",
     "crop_to_multiple",
     "downscale_bicubic",
     "gaussian_kernel",
@@ -222,6 +224,33 @@ def random_gaussian_noise(
 # --------------------------------------------------------------------------------------------------
 
 
+# Bilinear demosaicing of one colour plane of an RGGB Bayer mosaic (zero where the plane has no sample).
+BAYER_RB_KERNEL = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float32) / 4
+BAYER_G_KERNEL = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]], dtype=np.float32) / 4
+
+
+def bayer_masks(height: int, width: int) -> np.ndarray:
+    """``(H, W, 3)`` float32 masks of an RGGB Bayer mosaic: 1 where the sensor samples that colour."""
+    masks = np.zeros((height, width, 3), dtype=np.float32)
+    masks[0::2, 0::2, 0] = 1.0
+    masks[0::2, 1::2, 1] = 1.0
+    masks[1::2, 0::2, 1] = 1.0
+    masks[1::2, 1::2, 2] = 1.0
+    return masks
+
+
+def demosaic_noise(noise: np.ndarray) -> np.ndarray:
+    """Keep one colour of ``(H, W, 3)`` noise per pixel (an RGGB mosaic) and interpolate the rest bilinearly.
+
+    The result is the noise a camera's bilinear demosaicing leaves: correlated across neighbouring
+    pixels and channels, with lower variance where a colour was interpolated.
+    """
+    sampled = noise * bayer_masks(*noise.shape[:2])
+    planes = [cv2.filter2D(np.ascontiguousarray(sampled[..., c]), -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+              for c, kernel in enumerate((BAYER_RB_KERNEL, BAYER_G_KERNEL, BAYER_RB_KERNEL))]
+    return np.stack(planes, axis=-1)
+
+
 def add_poisson_gaussian_noise(
     image: np.ndarray,
     shot_noise: float,
@@ -230,6 +259,7 @@ def add_poisson_gaussian_noise(
     *,
     gamma: float = 2.2,
     quantize: bool = True,
+    demosaic: bool = False,
 ) -> np.ndarray:
     """Add signal-dependent camera noise in linear light, through a simple gamma pipeline.
 
@@ -245,6 +275,8 @@ def add_poisson_gaussian_noise(
         rng: Generator that draws the noise field.
         gamma: Display gamma, > 0; 1.0 adds the noise directly to the given values.
         quantize: Round the result to the 8-bit grid.
+        demosaic: Pass the noise through an RGGB mosaic and bilinear demosaicing
+            (:func:`demosaic_noise`; RGB images only), as a camera's raw noise reaches its photos.
 
     Returns:
         ``(H, W, C)`` float32 noisy image in [0, 1].
@@ -256,8 +288,12 @@ def add_poisson_gaussian_noise(
         raise ValueError(f"gamma must be > 0 (2.2 for sRGB-like images), got {gamma!r}")
     linear = np.power(np.clip(image, 0.0, 1.0), np.float32(gamma))
     standard_deviation = np.sqrt(np.float32(shot_noise) * linear + np.float32(read_noise) ** 2)
-    noisy = linear + standard_deviation * rng.standard_normal(image.shape, dtype=np.float32)
-    noisy = np.power(np.clip(noisy, 0.0, 1.0), np.float32(1.0 / gamma))
+    noise = standard_deviation * rng.standard_normal(image.shape, dtype=np.float32)
+    if demosaic:
+        if image.shape[2] != 3:
+            raise ValueError(f"demosaic needs an RGB image, got {image.shape[2]} channels")
+        noise = demosaic_noise(noise)
+    noisy = np.power(np.clip(linear + noise, 0.0, 1.0), np.float32(1.0 / gamma))
     return quantize_to_8bit(noisy) if quantize else noisy.astype(np.float32, copy=False)
 
 
@@ -270,6 +306,7 @@ def random_real_noise(
     gamma: float = 2.2,
     jpeg_probability: float = 0.5,
     jpeg_quality_range: tuple[int, int] = (60, 95),
+    demosaic_probability: float = 0.0,
 ) -> np.ndarray:
     """Simulate a phone photo's noise: Poisson-Gaussian noise in linear light, gamma, JPEG, 8 bits.
 
@@ -286,6 +323,9 @@ def random_real_noise(
         gamma: Display gamma of the pipeline.
         jpeg_probability: Probability of JPEG compression.
         jpeg_quality_range: Inclusive ``(low, high)`` JPEG quality, within 1..100.
+        demosaic_probability: Probability that the noise is demosaiced (spatially correlated, see
+            :func:`demosaic_noise`); drawn after the noise levels, and only when > 0, so that 0 keeps
+            the random stream of earlier versions.
 
     Returns:
         ``(H, W, C)`` float32 noisy image in [0, 1].
@@ -295,7 +335,9 @@ def random_real_noise(
     jpeg_probability = _check_probability("jpeg_probability", jpeg_probability)
     shot_noise = math.exp(rng.uniform(math.log(shot_low), math.log(shot_high)))
     read_noise = math.exp(rng.uniform(math.log(read_low), math.log(read_high)))
-    noisy = add_poisson_gaussian_noise(image, shot_noise, read_noise, rng, gamma=gamma, quantize=False)
+    demosaic = _check_probability("demosaic_probability", demosaic_probability) > 0 and rng.random() < demosaic_probability
+    noisy = add_poisson_gaussian_noise(image, shot_noise, read_noise, rng, gamma=gamma, quantize=False,
+                                       demosaic=demosaic)
     if rng.random() < jpeg_probability:
         return random_jpeg(noisy, rng, quality_range=jpeg_quality_range)
     return quantize_to_8bit(noisy)
@@ -720,9 +762,12 @@ class RealNoiseDegradation:
     jpeg_probability: float = 0.5
     jpeg_quality_range: tuple[int, int] = (60, 95)
     clean_probability: float = 0.0
+    demosaic_probability: float = 0.0
+    """Share of samples whose noise goes through a Bayer mosaic and bilinear demosaicing (correlated noise)."""
 
     def __post_init__(self) -> None:
         _check_probability("clean_probability", self.clean_probability)
+        _check_probability("demosaic_probability", self.demosaic_probability)
         _check_range("shot_noise_range", self.shot_noise_range, 1e-12, math.inf)
         _check_range("read_noise_range", self.read_noise_range, 1e-12, math.inf)
         _check_probability("jpeg_probability", self.jpeg_probability)
@@ -747,6 +792,7 @@ class RealNoiseDegradation:
             gamma=self.gamma,
             jpeg_probability=self.jpeg_probability,
             jpeg_quality_range=self.jpeg_quality_range,
+            demosaic_probability=self.demosaic_probability,
         )
 
 
