@@ -55,6 +55,7 @@ GUARDS = {
                       "clean input (no noise)")],
 }
 GUARD_DB = 0.3
+CONTINUED = "; continued on all of ../shared/data/train"
 
 
 def load_state(name: str) -> dict:
@@ -206,7 +207,8 @@ def finish(args: argparse.Namespace) -> None:
             extra.update(steps=steps, wall_time=wall, metrics=updated_metrics(name, entry.get("metrics", []), after,
                                                                                after_ssim))
             add_to_manifest(name, candidate, task=entry["task"], default=entry["default"], preset=preset_of(candidate),
-                            training_data=entry["training_data"] + "; continued on all of ../shared/data/train",
+                            training_data=entry["training_data"] if entry["training_data"].endswith(CONTINUED)
+                            else entry["training_data"] + CONTINUED,
                             extra=extra)
             state["weights"] = f"src/hfpie/weights/{name}.safetensors"
             (STATE / f"{name}.safetensors").unlink(missing_ok=True)
