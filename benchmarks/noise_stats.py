@@ -29,6 +29,11 @@ def statistics(noise: np.ndarray) -> tuple[float, float, float]:
     return 255 * float(noise.std()), float(neighbour), float(cross)
 
 
+def mean_of(noisy: Path) -> Path:
+    """The clean image (mean of many frames) of a PolyU ``*_real.JPG``."""
+    return noisy.with_name(noisy.name.replace("_real.JPG", "_mean.JPG"))
+
+
 def read(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
 
@@ -41,7 +46,6 @@ def main() -> None:
     noisy_files = sorted(POLYU.glob("*_real.JPG"))[: args.pairs]
     if not noisy_files:
         raise SystemExit(f"no PolyU pairs under {POLYU}")
-    mean_of = lambda path: path.with_name(path.name.replace("_real.JPG", "_mean.JPG"))  # noqa: E731
     rows = [("PolyU camera noise", np.mean([statistics(read(f) - read(mean_of(f))) for f in noisy_files], axis=0))]
     clean = read(mean_of(noisy_files[0]))
     for demosaic in (0.0, 1.0):

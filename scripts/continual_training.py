@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> None:
     deadline = time.time() + args.hours * 3600
     names = args.models or list(MODELS)
     for name in names:  # a run folder left by an earlier session would be resumed, with its old optimiser
-        saved = args.runs / name / "config.json"
-        if saved.exists() and json.loads(saved.read_text()).get("seed") != int(load_state(name)["steps"]):
+        saved, steps = args.runs / name / "config.json", int(load_state(name)["steps"])
+        if saved.exists() and json.loads(saved.read_text()).get("seed") != steps:
             sys.exit(f"{saved.parent} holds a run of an earlier session (its seed is not the state's step count "
-                     f"{int(load_state(name)['steps'])}); move it away or pass another --runs folder")
+                     f"{steps}); move it away or pass another --runs folder")
     print(f"continual training of {', '.join(names)} until {time.ctime(deadline)}", flush=True)
     while time.time() + 60 < deadline:
         for name in names:
@@ -159,10 +159,10 @@ def preset_of(weights: Path) -> str:
     """The name of the preset the network of ``weights`` is (any scale), or "custom"."""
     import dataclasses
 
-    from hfpie.hub import load_network
-    from hfpie.models import PRESETS
+    from hfpie.checkpoint import read_config
+    from hfpie.models import PRESETS, HFPIEConfig
 
-    config = load_network(weights).config
+    config = HFPIEConfig.from_dict(read_config(weights)[1])
     return next((name for name, preset in PRESETS.items() if dataclasses.replace(preset, scale=config.scale) == config),
                 "custom")
 

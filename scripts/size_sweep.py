@@ -9,7 +9,7 @@ wall-clock minutes with the same data, seed and learning rate as ``continual_tra
 otherwise idle machine, one variant at a time. A variant whose run folder already holds
 ``final.safetensors`` is scored without training again (``--runs`` may point one variant at an
 existing continual run). Per variant: steps, step time, the promotion protocol's PSNR, and the
-inference speed (s/MP of output, ``precision="auto"``, whole 512x512 output, median of 5).
+inference speed (s/MP of output, ``precision="auto"``, whole 512x512 output, best of 3 as benchmarks/presets.py).
 
 Results go to ``docs/size-sweep.json`` (merged by model) and a markdown table on stdout.
 """
@@ -22,31 +22,24 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
 from continual_training import PROTOCOL, ROOT, _session_config, _session_log, load_state, score  # noqa: E402
+from presets import seconds_per_megapixel as preset_speed  # noqa: E402  (benchmarks/presets.py)
+
+from hfpie.checkpoint import read_config  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "size-sweep.json"
 
 
-def seconds_per_megapixel(weights: Path, repeats: int = 5) -> float:
-    import torch
-
+def seconds_per_megapixel(weights: Path) -> float:
+    """Inference s/MP of output of ``weights`` as users get them (folded, channels-last), ``precision="auto"``."""
     from hfpie.hub import load_model
-    from hfpie.runner import run_network
 
-    network = load_model(str(weights), device="cpu")  # folded and channels-last, as users get it
-    side = 512 // network.config.scale
-    image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
-    run_network(network, image, precision="auto")  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run_network(network, image, precision="auto")
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) / (512 * 512 / 1e6)
+    return preset_speed(load_model(str(weights), device="cpu"), 512 // read_config(weights)[1]["scale"], "auto")
 
 
 def main() -> None:

@@ -195,7 +195,7 @@ def add_poisson_gaussian_noise(
     linear = images.clamp(0.0, 1.0).pow(gamma)
     deviation = torch.sqrt(_per_sample(shot_noise.to(images)) * linear + _per_sample(read_noise.to(images)) ** 2)
     noise = deviation * torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-    if demosaic is not None and bool(demosaic.any()):
+    if demosaic is not None:
         noise = torch.where(_per_sample(demosaic.to(images.device)), demosaic_noise(noise), noise)
     return (linear + noise).clamp_(0.0, 1.0).pow_(1.0 / gamma)
 

@@ -131,8 +131,8 @@ class TrainConfig:
             raise ValueError("hpf_weight > 0 needs hpf_checkpoint (train one with `hfpie train-hpf`)")
 
     def network_config(self) -> HFPIEConfig:
-        model = {k: tuple(v) if isinstance(v, list) else v for k, v in self.model.items()}  # TOML/JSON lists
-        return config_from_preset(self.preset, scale=self.scale, **model)
+        # from_dict turns TOML/JSON lists into tuples and names unknown fields
+        return HFPIEConfig.from_dict({**config_from_preset(self.preset, scale=self.scale).to_dict(), **self.model})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
