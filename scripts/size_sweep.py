@@ -22,9 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from continual_training import PROTOCOL, ROOT, _session_config, _session_log, load_state, score  # noqa: E402
@@ -63,7 +61,7 @@ def main() -> None:
     results = []
     for text in args.blocks:
         blocks = tuple(int(n) for n in text.split(","))
-        run_dir = args.runs / args.model / "-".join(map(str, blocks) if not args.set else [*map(str, blocks), *args.set])
+        run_dir = args.runs / args.model / "-".join([*map(str, blocks), *args.set])
         final = run_dir / "final.safetensors"
         if not final.exists():
             config = _session_config(args.model, state, args.minutes, args.threads)

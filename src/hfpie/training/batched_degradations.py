@@ -40,6 +40,7 @@ from .degradations import (
     DenoiseDegradation,
     RealNoiseDegradation,
     SuperResolutionDegradation,
+    bayer_masks,
 )
 
 __all__ = [
@@ -159,12 +160,7 @@ def demosaic_noise(noise: Tensor) -> Tensor:
     The batched form of :func:`hfpie.training.degradations.demosaic_noise` (same kernels, same
     reflected borders).
     """
-    height, width = noise.shape[-2:]
-    masks = torch.zeros(3, height, width, device=noise.device, dtype=noise.dtype)
-    masks[0, 0::2, 0::2] = 1.0
-    masks[1, 0::2, 1::2] = 1.0
-    masks[1, 1::2, 0::2] = 1.0
-    masks[2, 1::2, 1::2] = 1.0
+    masks = torch.from_numpy(bayer_masks(*noise.shape[-2:])).permute(2, 0, 1).to(noise)
     kernels = torch.stack([torch.from_numpy(k) for k in (BAYER_RB_KERNEL, BAYER_G_KERNEL, BAYER_RB_KERNEL)])
     kernels = kernels.to(noise)[:, None]
     return F.conv2d(F.pad(noise * masks, (1, 1, 1, 1), mode="reflect"), kernels, groups=3)
