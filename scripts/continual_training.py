@@ -1,22 +1,34 @@
-"""Training that continues across sessions: resume every model, then keep the ones that improved.
+"""Training that continues across sessions, one model and one planned campaign at a time.
 
-    python scripts/continual_training.py run --hours 2.3 &      # resume every model, round robin
-    python scripts/continual_training.py finish                  # score, promote, save the state
-    python scripts/continual_training.py curves                  # docs/training-curves.png + table
+    python scripts/continual_training.py plan sr-x4 --blocks 6 4 8 --peak-lr 5e-4 --schedule-steps 80000 \
+        --why "full-resolution RCABs won the 30-minute arms"     # once per campaign
+    nohup python scripts/continual_training.py run --models sr-x4 --hours 2.3 &   # early in a session
+    python scripts/continual_training.py finish --models sr-x4   # score, promote, save the state
+    python scripts/continual_training.py curves                  # docs/training-curves.png + tables
 
-State (committed, small): ``training_state/<model>.json`` holds the model's continued-training history
-(steps, CPU seconds, learning rate, validation per session) and names the weights the next session
-starts from: the bundled weights when they were promoted, else ``training_state/<model>.safetensors``
-(the EMA weights of the last session). Optimiser moments are not kept (they would triple the size);
-each session restarts Adam from those weights at the recorded learning rate.
+A **campaign** is a model's training over several sessions under one plan: a shape (RCABs per scale;
+the weights it starts from are grown into it, hfpie.training.grow) and a cosine learning-rate
+schedule from a peak rate down to about 1e-6 over ``schedule_steps``, the campaign's planned length.
+Its position on that curve (``position``, steps done) lives in the committed state, so a resumed
+session continues the same curve and a decayed rate is never carried into a new plan. A new plan
+(``plan --replan``, e.g. after growing the network again) closes the running campaign and starts a
+new curve; both stay in the state and in docs/training.md.
 
-``run`` trains the models of ``configs/continual/`` one after another in slices of ``--slice-minutes``
-(so that a session cut short still advanced every model), each slice resuming the session's run folder
-(``--runs``, outside the repository) with its optimiser. The data seed is the model's total step
-count at the start of the session, so every session sees new patches.
+State (committed, small): ``training_state/<model>.json`` holds the model's history (steps, CPU
+seconds, the campaigns, and per session the steps, rates, shape, validation and promotion scores) and
+names the weights the next session starts from: the bundled weights when they were promoted, else
+``training_state/<model>.safetensors`` (the EMA weights of the last session). Optimiser moments are
+not kept (they would triple the size); each session restarts Adam, entering the curve through the
+campaign's warm-up.
+
+``run`` trains the named models (one, normally: the whole CPU on one model) in slices of
+``--slice-minutes`` (so a session cut short still leaves a checkpoint), each slice resuming the
+session's run folder (``--runs``, outside the repository) with its optimiser. The data seed is the
+model's total step count at the start of the session, so every session sees new patches.
 
 ``finish`` scores each model's latest EMA weights and the bundled ones on the full promotion protocol
-(below; for ``denoise-real`` the clean-photo check may not fall by more than 0.3 dB), copies the better into ``src/hfpie/weights/`` and the manifest, and writes the state.
+(below; for ``denoise-real`` the clean-photo check may not fall by more than 0.3 dB), copies the
+better into ``src/hfpie/weights/`` and the manifest, advances the campaign and writes the state.
 """
 
 from __future__ import annotations
@@ -63,18 +75,52 @@ def load_state(name: str) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     return {"model": name, "weights": f"src/hfpie/weights/{name}.safetensors", "steps": 0, "cpu_seconds": 0.0,
-            "learning_rate": None, "sessions": []}
+            "sessions": []}
+
+
+def base_config(name: str, state: dict, minutes: float, threads: int | None):
+    """The model's continual config starting from the state's weights, this session's data seed, no plan."""
+    from hfpie.training.config import load_train_config
+
+    return load_train_config(CONFIGS / f"{name}.toml").replace(
+        init_weights=str(ROOT / state["weights"]), init_grow=True, seed=int(state["steps"]), steps=10_000_000,
+        time_limit_s=minutes * 60.0, threads=threads)
 
 
 def _session_config(name: str, state: dict, minutes: float, threads: int | None):
-    from hfpie.training.config import load_train_config
+    """This session's training config: the model's continual config under its campaign's plan."""
+    campaign = state.get("campaign")
+    if not campaign:
+        sys.exit(f"{name} has no campaign planned; plan one first, e.g. `python scripts/continual_training.py "
+                 f"plan {name} --blocks 6 4 8 --peak-lr 5e-4 --schedule-steps 80000 --why ...`")
+    config = base_config(name, state, minutes, threads)
+    return config.replace(
+        model={**config.model, "num_blocks": tuple(campaign["blocks"])}, lr_schedule="cosine", learning_rate=campaign["peak_lr"], min_learning_rate=campaign["min_lr"],
+        warmup_steps=campaign["warmup_steps"], schedule_steps=campaign["schedule_steps"],
+        schedule_start=campaign["position"])
 
-    config = load_train_config(CONFIGS / f"{name}.toml")
-    overrides = {"init_weights": str(ROOT / state["weights"]), "seed": int(state["steps"]),
-                 "steps": 10_000_000, "time_limit_s": minutes * 60.0, "threads": threads}
-    if state.get("learning_rate"):
-        overrides["learning_rate"] = state["learning_rate"]
-    return config.replace(**overrides)
+
+def plan(args: argparse.Namespace) -> None:
+    """Start a model's campaign (a new cosine from ``--peak-lr``, the shape ``--blocks``)."""
+    (name,) = args.models
+    state = load_state(name)
+    running = state.get("campaign")
+    if running and not args.replan:
+        sys.exit(f"{name} is in campaign {running['number']} (step {running['position']} of "
+                 f"{running['schedule_steps']}); pass --replan to close it and start a new schedule")
+    if running:
+        state.setdefault("campaigns", []).append({**running, "ended": datetime.date.today().isoformat(),
+                                                  "end": "replanned: " + args.why})
+    number = 1 + len(state.get("campaigns", []))
+    state["campaign"] = {"number": number, "planned": datetime.date.today().isoformat(), "why": args.why,
+                         "blocks": list(args.blocks), "peak_lr": args.peak_lr, "min_lr": args.min_lr,
+                         "warmup_steps": args.warmup_steps, "schedule_steps": args.schedule_steps,
+                         "position": 0, "start_total_steps": int(state["steps"])}
+    state.pop("learning_rate", None)  # a decayed rate is never carried into a new schedule
+    STATE.mkdir(exist_ok=True)
+    (STATE / f"{name}.json").write_text(json.dumps(state, indent=2) + "\n")
+    print(f"{name}: campaign {number} planned: blocks {tuple(args.blocks)}, cosine {args.peak_lr:g} -> "
+          f"{args.min_lr:g} over {args.schedule_steps} steps (warm-up {args.warmup_steps})")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -119,8 +165,9 @@ def _session_log(run_dir: Path) -> dict:
         seconds += record["step_time"] * (record["step"] - previous)
         previous = record["step"]
     val = [{"step": r["step"], "val_psnr": r["val_psnr"]} for r in records if "val_psnr" in r]
-    return {"steps": last_step, "cpu_seconds": seconds, "learning_rate": steps_logged[-1]["lr"] if steps_logged else None,
-            "val": val}
+    return {"steps": last_step, "cpu_seconds": seconds, "val": val,
+            "first_lr": steps_logged[0]["lr"] if steps_logged else None,
+            "learning_rate": steps_logged[-1]["lr"] if steps_logged else None}
 
 
 def score(name: str, weights: Path) -> dict[str, float]:
@@ -190,10 +237,14 @@ def finish(args: argparse.Namespace) -> None:
             after[label] >= before[label] - GUARD_DB for label, *_ in GUARDS.get(name, []))
         before.pop("ssim")
         after_ssim = after.pop("ssim")  # the state keeps PSNR only; the manifest gets both
+        campaign = state["campaign"]
         state["steps"] += session["steps"]
         state["cpu_seconds"] += session["cpu_seconds"]
-        state["learning_rate"] = session["learning_rate"]
+        campaign["position"] += session["steps"]
         state["sessions"].append({"date": today, "steps": session["steps"], "cpu_seconds": round(session["cpu_seconds"]),
+                                  "campaign": campaign["number"], "blocks": campaign["blocks"],
+                                  "position": campaign["position"], "lr_start": session["first_lr"],
+                                  "lr_end": session["learning_rate"],
                                   "total_steps": state["steps"], "total_cpu_hours": round(state["cpu_seconds"] / 3600, 3),
                                   "val_during_training": session["val"], "bundled_before": before,
                                   "candidate": after, "promoted": promoted})
@@ -251,10 +302,20 @@ def curves(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in ("run", "slice", "finish", "curves"):
+    for command in ("plan", "run", "slice", "finish", "curves"):
         p = sub.add_parser(command)
         p.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "continual")
-        p.add_argument("--models", nargs="*", default=None, choices=MODELS)
+        if command == "plan":
+            p.add_argument("models", nargs=1, choices=MODELS, metavar="MODEL")
+            p.add_argument("--blocks", nargs="+", type=int, required=True, help="RCABs per scale, e.g. 6 4 8")
+            p.add_argument("--peak-lr", type=float, required=True)
+            p.add_argument("--min-lr", type=float, default=1e-6)
+            p.add_argument("--warmup-steps", type=int, default=300)
+            p.add_argument("--schedule-steps", type=int, required=True, help="the campaign's planned length")
+            p.add_argument("--why", required=True, help="the measurement the plan rests on")
+            p.add_argument("--replan", action="store_true", help="close the running campaign first")
+        else:
+            p.add_argument("--models", nargs="*", default=None, choices=MODELS)
         if command == "run":
             p.add_argument("--hours", type=float, default=2.3)
             p.add_argument("--slice-minutes", type=float, default=12.0)
@@ -265,7 +326,7 @@ def main() -> None:
         if command == "curves":
             p.add_argument("--output", type=Path, default=ROOT / "docs" / "training-curves.png")
     args = parser.parse_args()
-    {"run": run, "slice": train_slice, "finish": finish, "curves": curves}[args.command](args)
+    {"plan": plan, "run": run, "slice": train_slice, "finish": finish, "curves": curves}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from continual_training import MODELS, ROOT, _session_config, load_state  # noqa: E402
+from continual_training import MODELS, ROOT, _session_config, base_config, load_state  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 # Validation images the runs check during training (the first few of each set, as the configs ask).
@@ -93,7 +93,10 @@ def _gpu_utilisation(device: str, samples: list[float], stop: threading.Event) -
 
 def _config(name: str, data_root: Path, device: str, seconds: float, small: bool):
     state = load_state(name)
-    config = _session_config(name, state, seconds / 60, threads=None)  # the CPU session's config, then GPU changes
+    # the CPU session's config (under the model's campaign: same shape, same cosine, GPU steps count on the
+    # same curve), then the GPU's changes; a model with no campaign gets the paper's step schedule at 2e-4
+    planned = bool(state.get("campaign"))
+    config = (_session_config if planned else base_config)(name, state, seconds / 60, threads=None)
 
     def moved(folder: str) -> str:
         return str(data_root / Path(folder).relative_to("../shared/data"))
@@ -104,8 +107,9 @@ def _config(name: str, data_root: Path, device: str, seconds: float, small: bool
         "train_folders": tuple(present), "val_folder": moved(config.val_folder), "device": device,
         "data_pipeline": "tensor", "batch_size": batch, "patch_size": patch,
         "seed": 1_000_000 + int(state["steps"]), "val_every": 10_000_000, "checkpoint_every": 500, "log_every": 20, "num_workers": 0, "threads": None,
-        "learning_rate": 2e-4 if name != "denoise-real" else 1e-4, "lr_decay_every": 2000,
     }
+    if not planned:
+        overrides.update(learning_rate=2e-4 if name != "denoise-real" else 1e-4, lr_decay_every=2000)
     return config.replace(**overrides)
 
 

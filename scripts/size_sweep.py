@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from continual_training import PROTOCOL, ROOT, _session_config, _session_log, load_state, score  # noqa: E402
+from continual_training import PROTOCOL, ROOT, _session_config, _session_log, base_config, load_state, score  # noqa: E402
 from presets import seconds_per_megapixel as preset_speed  # noqa: E402  (benchmarks/presets.py)
 
 from hfpie.checkpoint import read_config  # noqa: E402
@@ -64,7 +64,9 @@ def main() -> None:
         run_dir = args.runs / args.model / "-".join([*map(str, blocks), *args.set])
         final = run_dir / "final.safetensors"
         if not final.exists():
-            config = _session_config(args.model, state, args.minutes, args.threads)
+            # under the model's campaign when one is planned, else the continual config with --set
+            config = (_session_config if state.get("campaign") else base_config)(args.model, state, args.minutes,
+                                                                                  args.threads)
             config = config.replace(model={**config.model, "num_blocks": blocks}, init_grow=True,
                                     **dict(_parse_override(text) for text in args.set))
             print(f"{time.strftime('%H:%M:%S')} {args.model} {blocks}: training {args.minutes} min", flush=True)

@@ -34,3 +34,37 @@ def test_run_refuses_a_run_folder_of_an_earlier_session(tmp_path: Path, monkeypa
         continual_training.run(args)
     (tmp_path / "denoise" / "config.json").write_text(json.dumps({"seed": 500}))  # this session's run: resumed
     continual_training.run(args)  # hours=0: nothing to train, no error
+
+
+def _plan_args(**overrides) -> argparse.Namespace:
+    values = dict(models=["sr-x4"], blocks=[6, 4, 8], peak_lr=5e-4, min_lr=1e-6, warmup_steps=300,
+                  schedule_steps=80000, why="arms", replan=False)
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def test_a_campaign_is_planned_once_and_sessions_continue_its_curve(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(continual_training, "STATE", tmp_path)
+    (tmp_path / "sr-x4.json").write_text(json.dumps(
+        {"model": "sr-x4", "weights": "src/hfpie/weights/sr-x4.safetensors", "steps": 18741, "cpu_seconds": 4000.0,
+         "learning_rate": 6.3e-6, "sessions": []}))
+    with pytest.raises(SystemExit, match="no campaign planned"):
+        continual_training._session_config("sr-x4", continual_training.load_state("sr-x4"), 1.0, 1)
+    continual_training.plan(_plan_args())
+    state = continual_training.load_state("sr-x4")
+    assert "learning_rate" not in state, "a decayed rate is never carried into a new schedule"
+    assert state["campaign"]["position"] == 0 and state["campaign"]["start_total_steps"] == 18741
+
+    state["campaign"]["position"] = 25000  # after a session's finish
+    config = continual_training._session_config("sr-x4", state, 1.0, 1)
+    assert (config.lr_schedule, config.learning_rate, config.schedule_steps) == ("cosine", 5e-4, 80000)
+    assert config.schedule_start == 25000 and config.network_config().num_blocks == (6, 4, 8)
+    assert config.init_grow and config.seed == 18741
+    (tmp_path / "sr-x4.json").write_text(json.dumps(state))
+
+    with pytest.raises(SystemExit, match="--replan"):
+        continual_training.plan(_plan_args(blocks=[8, 4, 8]))
+    continual_training.plan(_plan_args(blocks=[8, 4, 8], peak_lr=2e-4, replan=True, why="grown again"))
+    state = continual_training.load_state("sr-x4")
+    assert state["campaign"]["number"] == 2 and state["campaign"]["position"] == 0
+    assert state["campaigns"][0]["position"] == 25000 and state["campaigns"][0]["end"].startswith("replanned")

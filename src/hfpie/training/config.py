@@ -68,8 +68,21 @@ class TrainConfig:
     # Optimisation (the paper: Adam, lr 1e-4, x0.99 every 1000 steps)
     steps: int = 10000
     learning_rate: float = 1e-4
+    """The starting rate ("step") or the peak rate after warm-up ("cosine")."""
+    lr_schedule: str = "step"
+    """"step" (the paper's: x lr_decay every lr_decay_every steps) or "cosine" (hfpie.training.schedule:
+    a cosine from learning_rate down to min_learning_rate at schedule_steps, the planned length of the
+    whole campaign across sessions, entered through a linear warm-up of warmup_steps in every run)."""
     lr_decay: float = 0.99
     lr_decay_every: int = 1000
+    warmup_steps: int = 0
+    """Cosine: the first steps of a run ramp the rate linearly up to the curve (Adam starts afresh)."""
+    schedule_steps: int = 0
+    """Cosine: the step of the campaign at which the rate reaches min_learning_rate (and stays)."""
+    schedule_start: int = 0
+    """Cosine: where this run starts on the campaign's curve (the steps of earlier sessions), so a resumed
+    campaign continues the same curve instead of starting a new one."""
+    min_learning_rate: float = 1e-6
     adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     """Max gradient norm; 0 disables clipping."""
@@ -127,6 +140,13 @@ class TrainConfig:
             raise ValueError(f"data_pipeline must be numpy or tensor, got {self.data_pipeline!r}")
         if self.precision not in {"auto", "bf16", "fp32"}:
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.lr_schedule not in {"step", "cosine"}:
+            raise ValueError(f"lr_schedule must be step or cosine, got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine" and self.schedule_steps <= 0:
+            raise ValueError("a cosine schedule needs schedule_steps > 0, the campaign's planned length in steps")
+        if self.lr_schedule == "cosine" and not 0 < self.min_learning_rate <= self.learning_rate:
+            raise ValueError(f"min_learning_rate must be in (0, learning_rate={self.learning_rate}], "
+                             f"got {self.min_learning_rate}")
         if self.hpf_weight > 0 and not self.hpf_checkpoint:
             raise ValueError("hpf_weight > 0 needs hpf_checkpoint (train one with `hfpie train-hpf`)")
 

@@ -49,6 +49,7 @@ from .config import TrainConfig
 from .datasets import ImageFolderPairs, PairedPatchDataset
 from .degradations import make_degradation
 from .evaluation import evaluate
+from .schedule import make_scheduler
 
 __all__ = ["TrainState", "evaluate", "export_weights", "plot_training_curves", "train"]
 
@@ -239,7 +240,7 @@ def _build(config: TrainConfig, device: torch.device, world_size: int) -> _Run:
         network, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay)
     ) if config.ema_decay > 0 else None
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, betas=config.adam_betas)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_every, gamma=config.lr_decay)
+    scheduler = make_scheduler(optimizer, config)
     discriminator = d_optimizer = None
     if config.gan_weight > 0:
         from .gan import DiscriminatorConfig, PatchDiscriminator
