@@ -67,7 +67,9 @@ GUARDS = {
                       "clean input (no noise)")],
 }
 GUARD_DB = 0.3
-CONTINUED = "; continued on all of ../shared/data/train"
+CONTINUED = "; continued on the CPU on all of its training folders"
+"""What a promoted model's training_data gains; its training_folders gain the continual config's folders
+(the model cards list them: python scripts/model_cards.py)."""
 
 
 def load_state(name: str) -> dict:
@@ -185,10 +187,10 @@ def score(name: str, weights: Path) -> dict[str, float]:
     return result
 
 
-def updated_metrics(name: str, metrics: list[dict], psnr: dict, ssim: dict) -> list[dict]:
+def updated_metrics(name: str, metrics: list[dict], psnr: dict, ssim: dict, *, same_shape: bool = True) -> list[dict]:
     """The manifest's metric rows with the PSNR/SSIM of the promotion protocol replaced by new scores;
     rows that depend on the weights but were not measured again (perceptual extras, other kernels) are
-    dropped rather than left stale; speed rows stay (same architecture)."""
+    dropped rather than left stale; speed rows stay only when the network keeps its shape."""
     measured = {(dataset, condition): label for label, _, _, _, dataset, condition in PROTOCOL[name] + GUARDS.get(name, [])}
     kept = []
     for row in metrics:
@@ -197,7 +199,7 @@ def updated_metrics(name: str, metrics: list[dict], psnr: dict, ssim: dict) -> l
             kept.append({**row, "value": round(psnr[label], 2)})
         elif label is not None and row.get("metric", "").startswith("SSIM"):
             kept.append({**row, "value": round(ssim[label], 4)})
-        elif row.get("metric", "").startswith("s/MP"):
+        elif row.get("metric", "").startswith("s/MP") and same_shape:
             kept.append(row)
     return kept
 
@@ -218,6 +220,8 @@ def finish(args: argparse.Namespace) -> None:
     import torch
 
     from release import add_to_manifest
+
+    from hfpie.hub import load_network
 
     torch.set_num_threads(args.threads)
 
@@ -255,8 +259,11 @@ def finish(args: argparse.Namespace) -> None:
             extra = {k: v for k, v in entry.items() if k not in {"task", "scale", "default", "preset", "config", "repo_id",
                                                                  "filename", "revision", "sha256", "size", "license",
                                                                  "training_data"}}
+            same_shape = load_network(candidate).config.to_dict() == entry["config"]
             extra.update(steps=steps, wall_time=wall, metrics=updated_metrics(name, entry.get("metrics", []), after,
-                                                                               after_ssim))
+                                                                               after_ssim, same_shape=same_shape))
+            folders = [Path(folder).name for folder in base_config(name, state, 1, None).train_folders]
+            extra["training_folders"] = list(dict.fromkeys([*entry.get("training_folders", []), *folders]))
             add_to_manifest(name, candidate, task=entry["task"], default=entry["default"], preset=preset_of(candidate),
                             training_data=entry["training_data"] if entry["training_data"].endswith(CONTINUED)
                             else entry["training_data"] + CONTINUED,
@@ -272,31 +279,90 @@ def finish(args: argparse.Namespace) -> None:
               f"{session['cpu_seconds'] / 3600:.2f} CPU h", flush=True)
 
 
+def _rate(value: float | None) -> str:
+    return "" if value is None else f"{value:.2g}"
+
+
+def curve_tables() -> str:
+    """The markdown of docs/training.md's curves section: a campaign table and a session table."""
+    campaigns = ["| model | campaign | shape (RCABs per scale) | schedule | steps done / planned | rate now | "
+                 "protocol PSNR per session (dB) |", "|---|---|---|---|---|---|---|"]
+    sessions = ["| model | session | campaign | shape | steps | total steps | total CPU h | rate start -> end | "
+                "bundled before (dB) | candidate (dB) | promoted |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    from hfpie.training.config import TrainConfig
+    from hfpie.training.schedule import rate_at
+
+    for name in MODELS:
+        state = load_state(name)
+        plans = state.get("campaigns", []) + ([state["campaign"]] if state.get("campaign") else [])
+        for plan in plans:
+            scored = [s for s in state["sessions"] if s.get("campaign") == plan["number"]]
+            schedule = TrainConfig(lr_schedule="cosine", learning_rate=plan["peak_lr"], min_learning_rate=plan["min_lr"],
+                                   schedule_steps=plan["schedule_steps"])
+            history = " -> ".join(f"{s['candidate']['mean']:.3f}" for s in scored) or "(none yet)"
+            if scored:
+                history = f"{scored[0]['bundled_before']['mean']:.3f} (start) -> " + history
+            campaigns.append(f"| {name} | {plan['number']}{' (' + plan['end'] + ')' if plan.get('end') else ''} | "
+                             f"{tuple(plan['blocks'])} | cosine {plan['peak_lr']:g} -> {plan['min_lr']:g}, warm-up "
+                             f"{plan['warmup_steps']} | {plan['position']} / {plan['schedule_steps']} | "
+                             f"{_rate(rate_at(plan['position'], schedule))} | {history} |")
+        for number, s in enumerate(state["sessions"], 1):
+            sessions.append(
+                f"| {name} | {number} ({s['date']}) | {s.get('campaign', 'before campaigns')} | "
+                f"{tuple(s['blocks']) if 'blocks' in s else 'small'} | {s['steps']} | {s['total_steps']} | "
+                f"{s['total_cpu_hours']:.2f} | {_rate(s.get('lr_start'))} -> {_rate(s.get('lr_end'))} | "
+                f"{s['bundled_before']['mean']:.3f} | {s['candidate']['mean']:.3f} | {'yes' if s['promoted'] else 'no'} |")
+    return "\n".join(campaigns) + "\n\n" + "\n".join(sessions) + "\n"
+
+
+CURVES_START, CURVES_END = "<!-- curves: start (scripts/continual_training.py curves) -->", "<!-- curves: end -->"
+
+
 def curves(args: argparse.Namespace) -> None:
-    """Validation PSNR (promotion protocol, mean) against total CPU hours, one line per model."""
+    """Per model: validation PSNR against total steps (top) and CPU hours (bottom), with the shape and
+    the rate of each session; the campaign and session tables replace docs/training.md's curves section."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(MODELS), figsize=(4 * len(MODELS), 3.2))
-    lines = ["| model | session | steps | total CPU h | bundled before (dB) | candidate (dB) | promoted |",
-             "|---|---|---|---|---|---|---|"]
-    for axis, name in zip(axes, MODELS):
+    figure, axes = plt.subplots(2, len(MODELS), figsize=(4.2 * len(MODELS), 6.4), squeeze=False)
+    for column, name in enumerate(MODELS):
         state = load_state(name)
-        hours = [0.0] + [s["total_cpu_hours"] for s in state["sessions"]]
-        values = ([state["sessions"][0]["bundled_before"]["mean"]] if state["sessions"] else []) + [
-            s["candidate"]["mean"] for s in state["sessions"]]
-        axis.plot(hours[: len(values)], values, "o-")
-        axis.set_title(name)
-        axis.set_xlabel("CPU hours of continued training")
-        axis.set_ylabel("mean val PSNR (dB)")
-        for number, s in enumerate(state["sessions"], 1):
-            lines.append(f"| {name} | {number} ({s['date']}) | {s['steps']} | {s['total_cpu_hours']:.2f} | "
-                         f"{s['bundled_before']['mean']:.3f} | {s['candidate']['mean']:.3f} | {'yes' if s['promoted'] else 'no'} |")
+        steps_axis, hours_axis = axes[0][column], axes[1][column]
+        # the validation during training (on fewer images) has its own right-hand axis
+        twin = steps_axis.twinx() if any(s.get("campaign") for s in state["sessions"]) else None
+        if state["sessions"]:
+            before = state["sessions"][0]["bundled_before"]["mean"]
+            steps_axis.plot([0], [before], "ks")
+            hours_axis.plot([0.0], [before], "ks")
+        for s in state["sessions"]:
+            label = f"{tuple(s['blocks']) if 'blocks' in s else 'small'}, lr {_rate(s.get('lr_start'))}->{_rate(s.get('lr_end'))}"
+            marker = "o" if s["promoted"] else "x"
+            steps_axis.plot([s["total_steps"]], [s["candidate"]["mean"]], marker, label=label)
+            hours_axis.plot([s["total_cpu_hours"]], [s["candidate"]["mean"]], marker, label=label)
+            if twin is not None and s.get("campaign"):
+                start = s["total_steps"] - s["steps"]
+                twin.plot([start + v["step"] for v in s["val_during_training"]],
+                          [v["val_psnr"] for v in s["val_during_training"]], "-", color="0.6", linewidth=0.8)
+                twin.set_ylabel("val during training (dB)", color="0.5")
+        steps_axis.set_title(name)
+        steps_axis.set_xlabel("total training steps")
+        hours_axis.set_xlabel("total CPU hours of continued training")
+        for axis in (steps_axis, hours_axis):
+            axis.set_ylabel("protocol PSNR (dB)")
+        if state["sessions"]:
+            hours_axis.legend(fontsize=6, loc="lower right")
     figure.tight_layout()
     figure.savefig(args.output, dpi=110)
-    print("\n".join(lines))
+    tables = curve_tables()
+    docs = ROOT / "docs" / "training.md"
+    text = docs.read_text()
+    if CURVES_START in text and CURVES_END in text:
+        head, rest = text.split(CURVES_START, 1)
+        text = head + CURVES_START + "\n" + tables + CURVES_END + rest.split(CURVES_END, 1)[1]
+        docs.write_text(text)
+    print(tables)
 
 
 def main() -> None:
