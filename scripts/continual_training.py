@@ -310,7 +310,7 @@ def curve_tables() -> str:
             sessions.append(
                 f"| {name} | {number} ({s['date']}) | {s.get('campaign', 'before campaigns')} | "
                 f"{tuple(s['blocks']) if 'blocks' in s else 'small'} | {s['steps']} | {s['total_steps']} | "
-                f"{s['total_cpu_hours']:.2f} | {_rate(s.get('lr_start'))} -> {_rate(s.get('lr_end'))} | "
+                f"{s['total_cpu_hours']:.2f} | {_rate(s['lr_start']) + ' -> ' + _rate(s['lr_end']) if 'lr_start' in s else 'step decay (x0.85 / 1000 steps), not logged'} | "
                 f"{s['bundled_before']['mean']:.3f} | {s['candidate']['mean']:.3f} | {'yes' if s['promoted'] else 'no'} |")
     return "\n".join(campaigns) + "\n\n" + "\n".join(sessions) + "\n"
 
