@@ -337,7 +337,8 @@ def curves(args: argparse.Namespace) -> None:
             steps_axis.plot([0], [before], "ks")
             hours_axis.plot([0.0], [before], "ks")
         for s in state["sessions"]:
-            label = f"{tuple(s['blocks']) if 'blocks' in s else 'small'}, lr {_rate(s.get('lr_start'))}->{_rate(s.get('lr_end'))}"
+            label = (f"{tuple(s['blocks'])}, lr {_rate(s['lr_start'])}->{_rate(s['lr_end'])}" if "blocks" in s
+                     else "small, step decay")
             marker = "o" if s["promoted"] else "x"
             steps_axis.plot([s["total_steps"]], [s["candidate"]["mean"]], marker, label=label)
             hours_axis.plot([s["total_cpu_hours"]], [s["candidate"]["mean"]], marker, label=label)
