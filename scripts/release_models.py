@@ -15,8 +15,9 @@ from pathlib import Path
 
 from release import add_to_manifest
 
-DATA = ("../shared/data/train: BSDS400 (BSDS500 train+val minus the 100 BSD100 test images, so no CBSD68), "
-        "Sun-Hays 80, LIVE1 (29), T91; GPU stages without LIVE1")
+DATA = "BSDS400, Sun-Hays 80, LIVE1 and T91 (the GPU stages without LIVE1)"
+FOLDERS = ["bsds400", "sun_hays80", "live1", "t91"]
+"""The folders of ../shared/data/train these stages used (described on the cards: hfpie.export.TRAINING_FOLDERS)."""
 H200 = "one NVIDIA H200 shared by 9 concurrent runs (round 1) / 3 runs (round 2) / 5 runs (round 3)"
 ROUND3 = ("RUNS/gpu3 (scripts/train_gpu.sh, configs/gpu/*.toml with ../shared paths pointed at a data copy): "
           "hfpie train configs/gpu/{config} time_limit_s=420 {overrides} --run-dir RUNS/gpu3/{name}")
@@ -119,7 +120,7 @@ def main() -> None:
         spec = dict(spec)
         weights = args.runs / spec.pop("weights")
         task, default = spec.pop("task"), spec.pop("default", True)
-        extra = {**spec, "metrics": metrics.get(name, {})}
+        extra = {**spec, "training_folders": FOLDERS, "metrics": metrics.get(name, {})}
         entry = add_to_manifest(name, weights, task=task, default=default, preset="small" if task != "hpf" else "",
                                 training_data=DATA, extra=extra)
         print(name, entry["sha256"][:12], entry["size"])

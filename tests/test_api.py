@@ -245,3 +245,47 @@ def test_non_finite_output_is_an_error_not_a_black_image() -> None:
         enhance(np.zeros((8, 8, 3), np.uint8), model=network)
     with pytest.raises(NonFiniteOutputError):
         run_network(network, torch.rand(1, 3, 8, 8), half=False)
+
+
+@pytest.mark.parametrize("shape", [(3, 0, 0), (3, 5, 0), (1, 3, 0, 4), (0, 3, 4, 4)])
+def test_an_empty_tensor_is_a_clear_error(identity, shape) -> None:
+    with pytest.raises(UnsupportedImageError, match="with pixels") as error:
+        enhance(torch.zeros(shape), model=identity)
+    assert str(tuple(shape)) in str(error.value)
+
+
+@pytest.mark.parametrize("dtype", [">u2", "<u2", ">f4", ">f8"])
+def test_numpy_images_of_either_byte_order_are_accepted(identity, dtype) -> None:
+    rng = np.random.default_rng(3)
+    native = rng.integers(0, 65535, (9, 7, 3), dtype=np.uint16) if "u" in dtype else rng.random((9, 7, 3))
+    image = native.astype(dtype)
+    output = enhance(image, model=identity)
+    assert output.dtype == np.dtype(dtype)  # the caller's dtype back, its byte order too
+    np.testing.assert_allclose(output.astype(np.float64), native.astype(np.float64), rtol=0, atol=1e-6)
+    network = make_network(gain=2.0)
+    np.testing.assert_array_equal(enhance(image, model=network), enhance(image.astype(np.dtype(dtype).newbyteorder("=")),
+                                                                          model=network))
+
+
+def test_a_mode_i_image_is_not_guessed_to_be_16_bit(identity, tmp_path: Path) -> None:
+    grey = Image.fromarray(np.random.default_rng(4).integers(0, 255, (10, 12), dtype=np.uint8))
+    grey.save(tmp_path / "x.png")
+    with pytest.raises(UnsupportedImageError, match=r"convert\('L'\).*convert\('I;16'\)") as error:
+        enhance(Image.open(tmp_path / "x.png").convert("L").convert("I"), model=identity)
+    assert "\n" not in str(error.value)
+    # A file Pillow opens as mode I is deeper than 8 bits (here a 16-bit PGM): read as 16-bit, kept as mode I.
+    deep = np.random.default_rng(5).integers(0, 65535, (10, 12), dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.pgm")
+    with Image.open(tmp_path / "deep.pgm") as opened:
+        assert opened.mode == "I"
+        output = enhance(opened, model=identity)
+    assert output.mode == "I"
+    np.testing.assert_array_equal(np.asarray(output), deep)
+    from_path = enhance(tmp_path / "deep.pgm", model=identity)
+    np.testing.assert_array_equal(np.asarray(from_path), deep)
+    # Told the depth, the low-level conversion takes an in-memory mode I image.
+    from hfpie.io import image_file_from_pil
+
+    pixels = image_file_from_pil(grey.convert("I"), bit_depth=8).pixels
+    assert pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels[..., 0], np.asarray(grey))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -140,6 +142,7 @@ def test_a_crash_during_the_write_leaves_no_partial_output(identity_checkpoint: 
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr("hfpie.io.os.replace", crash)
+    monkeypatch.setattr("hfpie.io.os.link", crash)  # a new output is published with a link (never replacing)
     result = _run("denoise", str(source), "-o", str(out), "--model", str(identity_checkpoint))
     assert result.exit_code == 1 and "disk full" in result.output
     assert list(out.iterdir()) == []
@@ -319,19 +322,20 @@ def test_nan_weights_never_give_an_image(tmp_path: Path) -> None:
 
 
 def test_non_finite_output_fails_the_image_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hfpie.runner
+    import hfpie.tiling
 
     checkpoint = save_checkpoint(make_identity(), tmp_path / "model.safetensors")  # finite weights
     _write_rgb(tmp_path / "in.png")
-    real = hfpie.runner.tiled_forward
+    real = hfpie.tiling.forward_tile
 
     def overflowing(*args, **kwargs):  # as a float32 overflow would: inf in one pixel, NaN in another
-        output = real(*args, **kwargs)
-        output[..., 0, 0] = float("inf")
-        output[..., 1, 1] = float("nan")
+        output = real(*args, **kwargs).clone()  # a tile's output: an inference tensor, not to be changed in place
+        middle = output.shape[-2] // 2, output.shape[-1] // 2  # inside the image, whatever padding surrounds it
+        output[..., middle[0], middle[1]] = float("inf")
+        output[..., middle[0] + 1, middle[1] + 1] = float("nan")
         return output
 
-    monkeypatch.setattr(hfpie.runner, "tiled_forward", overflowing)
+    monkeypatch.setattr(hfpie.tiling, "forward_tile", overflowing)
     result = _run("denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(checkpoint))
     assert result.exit_code == 1 and "NaN" in result.output and "wrote 0 of 1" in result.output
     assert not (tmp_path / "out.png").exists()
@@ -484,3 +488,200 @@ def test_sr_takes_its_scale_from_the_model_and_names_the_scales_there_are(tmp_pa
     assert result.exit_code == 2
     (line,) = _errors(result)
     assert "x3" in line and ", ".join(map(str, scales)) in line and not (tmp_path / "up3.png").exists()
+
+
+def _cli_process(*args: str, **options) -> subprocess.CompletedProcess:
+    """``hfpie ARGS`` in a real process (pipes, signals), with the source tree first on the path."""
+    source = Path(hfpie.__file__).parents[1]
+    return subprocess.run([sys.executable, "-c", "from hfpie.cli import main; main()", *args], capture_output=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(source)}, **options)
+
+
+def test_an_output_written_meanwhile_by_another_run_is_kept(identity_checkpoint: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import hfpie.api
+
+    source = tmp_path / "big.png"
+    _write_rgb(source)
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "x.png"
+    real = hfpie.api.run_network
+
+    def the_other_run_finishes_first(*args, **kwargs):
+        target.write_bytes(b"the other run's result")  # after this run found no x.png, before it writes one
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hfpie.api, "run_network", the_other_run_finishes_first)
+    result = _run("denoise", str(source), "-o", str(target), "--model", str(identity_checkpoint))
+    assert result.exit_code == 1, result.output
+    (line,) = _errors(result)
+    assert str(target) in line and "already exists" in line and "--overwrite" in line and ".tmp" not in line
+    assert target.read_bytes() == b"the other run's result"
+    assert sorted(p.name for p in out.iterdir()) == ["x.png"]  # its temporary file removed
+    assert "wrote 0 of 1" in result.output
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_mid_write_stop_the_batch_like_ctrl_c(identity_checkpoint: Path, tmp_path: Path,
+                                                                signum: int) -> None:
+    for index in range(3):
+        _write_rgb(tmp_path / f"in{index}.png", index)
+    out, marker = tmp_path / "out", tmp_path / "writing"
+    code = ("import os, time\n"
+            "real, calls = os.fsync, []\n"
+            "def slow(fd):\n"
+            "    real(fd)\n"
+            "    calls.append(fd)\n"
+            "    if len(calls) == 2:  # the second image's temporary file is written, not yet renamed\n"
+            "        open(os.environ['MARKER'], 'w').close()\n"
+            "        time.sleep(120)\n"
+            "os.fsync = slow\n"
+            "from hfpie.cli import main\n"
+            "main()\n")
+    source = Path(hfpie.__file__).parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "denoise", str(tmp_path / "in*.png"), "-o", str(out), "--model",
+         str(identity_checkpoint)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(source), "MARKER": str(marker)})
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.05)
+        assert len(list(out.glob(".in1.png.*.tmp"))) == 1  # caught in the middle of the write
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, stderr
+    assert stderr.splitlines()[-1] == "interrupted: wrote 1 of 3 image(s)", stderr
+    assert sorted(p.name for p in out.iterdir()) == ["in0.png"]  # no partial or temporary file
+
+
+def test_images_piped_in_through_dev_stdin_and_a_named_pipe(identity_checkpoint: Path, tmp_path: Path) -> None:
+    pixels = _write_rgb(tmp_path / "x.png")
+    data = (tmp_path / "x.png").read_bytes()
+    shown = _cli_process("denoise", "/dev/stdin", "-o", str(tmp_path / "o.png"), "--model", str(identity_checkpoint),
+                         input=data)
+    assert shown.returncode == 0, shown.stderr.decode()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), pixels)
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    source = Path(hfpie.__file__).parents[1]
+    process = subprocess.Popen([sys.executable, "-c", "from hfpie.cli import main; main()", "denoise", str(pipe),
+                                "-o", str(tmp_path / "p.png"), "--model", str(identity_checkpoint)],
+                               stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(source)})
+    try:
+        with open(pipe, "wb") as writer:  # waits for the reader to open it
+            writer.write(data)
+        _, stderr = process.communicate(timeout=120)  # it used to open the pipe again, and block for ever
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr.decode()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "p.png")), pixels)
+
+
+def test_dash_is_stdin_and_stdout_and_stdout_holds_only_the_image(identity_checkpoint: Path, tmp_path: Path) -> None:
+    pixels = _write_rgb(tmp_path / "x.png")
+    shown = _cli_process("denoise", "-", "-o", "-", "--model", str(identity_checkpoint),
+                         input=(tmp_path / "x.png").read_bytes())
+    assert shown.returncode == 0, shown.stderr.decode()
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(shown.stdout), formats=["PNG"])), pixels)
+    assert "wrote 1 of 1" in shown.stderr.decode()  # messages on stderr
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+    shown = _cli_process("denoise", str(tmp_path / "x.png"), "-o", "-", "--format", "jpg", "--quiet",
+                         "--model", str(identity_checkpoint))
+    assert shown.returncode == 0 and shown.stderr == b"", shown.stderr.decode()
+    assert Image.open(io.BytesIO(shown.stdout)).format == "JPEG"
+
+
+def test_stdin_and_stdout_misuse_is_one_line_before_any_work(identity_checkpoint: Path, tmp_path: Path,
+                                                             inference_calls: list) -> None:
+    _write_rgb(tmp_path / "a.png")
+    _write_rgb(tmp_path / "b.png", 1)
+    model = ["--model", str(identity_checkpoint)]
+    cases = [
+        (["denoise", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", "-"], "2 inputs"),
+        (["denoise", "-", "-o", str(tmp_path / "out")], "-o -"),
+        (["denoise", str(tmp_path / "a.png"), "-o", str(tmp_path / "c.png"), "--format", "jpg"], "-o out.jpg"),
+        (["denoise", str(tmp_path / "a.png"), "-o", "-", "--format", "gif"], "--format must be one of"),
+    ]
+    for args, text in cases:
+        result = _run(*args, *model)
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith("error: ") and text in line, line
+    assert inference_calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "identity.safetensors"]
+
+
+def test_fp16_on_the_cpu_is_refused_once_before_any_work(identity_checkpoint: Path, tmp_path: Path,
+                                                         inference_calls: list) -> None:
+    for index in range(3):
+        _write_rgb(tmp_path / f"in{index}.png", index)
+    out = tmp_path / "out"
+    result = _run("denoise", str(tmp_path / "in*.png"), "-o", str(out), "--precision", "fp16", "--device", "cpu",
+                  "--model", str(identity_checkpoint))
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: ") and "fp16" in line and "bf16" in line
+    assert inference_calls == [] and not out.exists()
+
+
+@pytest.mark.parametrize("tile", ["0", "-8"])
+def test_a_tile_that_is_not_positive_is_refused(identity_checkpoint: Path, tmp_path: Path, tile: str,
+                                                inference_calls: list) -> None:
+    _write_rgb(tmp_path / "in.png")
+    result = _run("denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), f"--tile={tile}",
+                  "--model", str(identity_checkpoint))
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: --tile") and tile in line
+    assert inference_calls == [] and not (tmp_path / "out.png").exists()
+
+
+def test_a_glob_through_a_symlink_loop_takes_each_file_once(identity_checkpoint: Path, tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    _write_rgb(root / "sub" / "x.png")
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)  # in/sub/loop/sub/loop/... is in/
+    out = tmp_path / "out"
+    result = _run("denoise", str(root / "**" / "*.png"), "-o", str(out), "--model", str(identity_checkpoint))
+    assert result.exit_code == 0, result.output
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()] == ["sub/x.png"]
+    assert "wrote 1 of 1 image(s)" in result.output
+
+
+def test_an_output_where_no_file_can_be_made_is_found_before_inference(identity_checkpoint: Path, tmp_path: Path,
+                                                                       inference_calls: list) -> None:
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc")
+    _write_rgb(tmp_path / "in.png")
+    result = _run("denoise", str(tmp_path / "in.png"), "-o", "/proc/hfpie-out.png", "--model", str(identity_checkpoint))
+    assert result.exit_code == 1
+    (line,) = _errors(result)
+    assert "/proc/hfpie-out.png" in line and "cannot create files in /proc" in line and "[Errno" not in line
+    assert inference_calls == []
+
+
+def test_a_read_only_file_system_is_called_that(identity_checkpoint: Path, tmp_path: Path, inference_calls: list,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import tempfile
+
+    real = tempfile.TemporaryFile
+    read_only = tmp_path / "mounted-read-only"
+    read_only.mkdir()
+
+    def on_a_read_only_mount(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == read_only:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))  # what the kernel answers there, root or not
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", on_a_read_only_mount)
+    _write_rgb(tmp_path / "in.png")
+    result = _run("denoise", str(tmp_path / "in.png"), "-o", str(read_only), "--model", str(identity_checkpoint))
+    assert result.exit_code == 1
+    (line,) = _errors(result)
+    assert str(read_only / "in.png") in line and "read-only file system" in line and "permission" not in line
+    assert inference_calls == []

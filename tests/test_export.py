@@ -11,8 +11,30 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from conftest import make_network, save_checkpoint
 from hfpie import hub
-from hfpie.export import _public, export_hub_folder
+from hfpie.export import TRAINING_FOLDERS, _public, export_hub_folder, manifest_model_card
 from hfpie.hub import load_network, sha256_of
+
+ROOT = Path(__file__).resolve().parents[1]
+_DANGLING = re.compile(r"(?:\b(?:of|on|in|at|to|from|with|and|or|the|a|an|by|for|than)|[,;(])$", re.IGNORECASE)
+
+
+def _truncated_lines(text: str) -> list[str]:
+    """Lines of a card's prose that end mid-sentence ("continued on all of", a trailing comma, a colon
+    with nothing after it); code blocks and tables are left out."""
+    if text.startswith("---\n"):
+        text = text.split("\n---\n", 1)[1]  # the YAML metadata is not prose
+    lines, found, code = text.splitlines(), [], False
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            code = not code
+            continue
+        if code or not stripped or stripped.startswith("|"):
+            continue
+        following = next((later.strip() for later in lines[index + 1:] if later.strip()), "")
+        if _DANGLING.search(stripped) or (stripped.endswith(":") and not following.startswith(("-", "```", "|"))):
+            found.append(stripped)
+    return found
 
 _LOCAL_PATHS = re.compile(r"\.\./|~/|RUNS/|/work/|/tmp/|/home/|/root/|shared/data")
 _PYTHON_REPRS = re.compile(r"[\[{(]'|\bNone\b|\bTrue\b|\bFalse\b")
@@ -36,9 +58,10 @@ def test_cards_of_shipped_models_follow_the_hub_metadata(name: str, tmp_path: Pa
     card = _card(folder)
     data = card.data
     assert data.library_name == "hfpie" and data.license == "mit" and data.model_name == f"hfpie-{name}"
-    assert data.datasets == ["bsds500", "sun-hays-80", "live1", "t91"]  # the training data, as ids
+    folders = [TRAINING_FOLDERS[folder] for folder in entry.extra["training_folders"]]
+    assert data.datasets == [folder.dataset_id for folder in folders]  # the training data, as ids
     _assert_public_text(card)
-    assert f"- Data: BSDS400 (BSDS500 train+val" in card.text
+    assert f"- Data: {len(folders)} folders of training images:" in card.text
     config = json.loads((folder / "config.json").read_text())
     assert config["sha256"] == sha256_of(folder / "model.safetensors") == entry.sha256
     assert (config["name"], config["task"], config["scale"]) == (name, entry.task, entry.scale)
@@ -74,6 +97,52 @@ def test_card_of_a_trained_checkpoint_and_re_export_of_a_folder(tmp_path: Path) 
     again = export_hub_folder(folder, tmp_path / "again")  # an exported folder exports again
     assert json.loads((again / "config.json").read_text()) == json.loads((folder / "config.json").read_text())
     assert (again / "model.safetensors").read_bytes() == checkpoint.read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(hub.load_manifest()))
+def test_a_card_lists_every_training_folder_of_its_model_and_ends_no_sentence_early(name: str) -> None:
+    entry = hub.find_entry(name)
+    text = manifest_model_card(name)
+    folders = entry.extra["training_folders"]
+    assert folders and len(set(folders)) == len(folders)
+    data = text.split("- Data:", 1)[1].split("\n- ", 1)[0]  # the Data item and its sub-list
+    for folder in folders:
+        described = TRAINING_FOLDERS[folder]
+        assert f"  - {described.name}: {described.content.rstrip('.')}." in data, folder
+        assert f"  - {described.name}: {described.licence.rstrip('.')}." in text, folder
+    assert data.count("\n  - ") == len(folders)  # no folder more
+    assert _truncated_lines(text) == []
+    if {"urban_stitching", "strecha_architecture"} & set(folders):
+        assert "research use only" in text and "Urban stitching" in text.split("## Limitations", 1)[1]
+    if "debian_wallpapers" in folders:
+        assert "per-file licences (Debian wallpapers" in text
+    speeds = [m for m in entry.extra.get("metrics", []) if m["metric"].startswith("s/MP")]
+    for row in speeds:  # every speed row, with its machine and precision
+        assert f"| {row['dataset']} | {row['condition']} | {row['metric'][len('s/MP'):].strip(' ()')} | {row['value']} |" in text
+
+
+def test_the_truncation_check_finds_the_old_data_line() -> None:
+    old = ("- Data: BSDS400 (BSDS500 train+val minus the 100 BSD100 test images, so no CBSD68), Sun-Hays 80, LIVE1 "
+           "(29), T91; GPU stages without LIVE1; continued on all of ../shared/data/train")
+    assert _truncated_lines(_public(old)) == [_public(old)]
+    assert _truncated_lines("- Data: 2 folders:\n  - A: one.\n  - B: two.") == []
+
+
+def test_the_committed_model_cards_are_the_manifest_s() -> None:
+    cards = {path.name: path.read_text() for path in (ROOT / "docs" / "model-cards").glob("*.md")}
+    expected = {f"{name}.md": manifest_model_card(name) for name in hub.load_manifest()}
+    stale = sorted(name for name in set(cards) | set(expected) if cards.get(name) != expected.get(name))
+    assert not stale, f"model cards out of date: {stale}; run python scripts/model_cards.py"
+
+
+def test_every_training_folder_there_is_described() -> None:
+    train = ROOT.parent / "shared" / "data" / "train"
+    if not train.is_dir():
+        pytest.skip("../shared/data/train is not on this machine")
+    present = {path.name for path in train.iterdir() if path.is_dir()}
+    assert present <= set(TRAINING_FOLDERS), present - set(TRAINING_FOLDERS)
+    for entry in hub.load_manifest().values():
+        assert set(entry.extra["training_folders"]) <= present, entry.name
 
 
 def test_local_paths_are_taken_out_of_card_text() -> None:

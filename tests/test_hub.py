@@ -361,3 +361,23 @@ def test_cli_models_shows_where_each_model_comes_from() -> None:
         assert str(hub.bundled_path(entry)) in row
         assert ("loss-net*" in row) == (entry.task == "hpf")
     assert any(line.startswith("* task 'hpf': the high-pass filtering loss network") for line in lines)
+
+
+def test_an_unreachable_hub_fails_fast_and_says_what_to_do(manifest, monkeypatch, tmp_path: Path) -> None:
+    import time
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    hub._CACHE.clear()
+    start = time.monotonic()
+    with pytest.raises(NoPretrainedWeightsError) as error:
+        download_weights(manifest["toy-denoise"])
+    assert time.monotonic() - start < 10  # huggingface_hub alone retries for ~25 s
+    message = str(error.value)
+    assert "cannot be reached" in message and "not in the local cache" in message and "\n" not in message
+    assert "hfpie models" in message and "--model PATH" in message and "hfpie download toy-denoise" in message
+    start = time.monotonic()
+    line = _one_line_error(_cli("download", "someone/toy"))
+    assert "cannot be reached" in line and time.monotonic() - start < 10

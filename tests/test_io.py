@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import PIL.ImageFile
 from PIL import Image, ImageOps
 
 from conftest import png_bytes
@@ -288,3 +289,134 @@ def test_a_decompression_bomb_is_a_one_line_error_saying_what_to_do(tmp_path: Pa
     with pytest.raises(ImageReadError, match="decompression bomb.*MAX_IMAGE_PIXELS") as error:
         read_image(tmp_path / "big.png")
     assert str(tmp_path / "big.png") in str(error.value) and "\n" not in str(error.value)
+
+
+def _photo_jpeg(**options) -> bytes:
+    """A 256 x 256 photo as a JPEG written by Pillow (``options``: progressive, restart markers...)."""
+    photo = Image.open(Path(__file__).resolve().parents[1] / "examples" / "clean.png").convert("RGB")
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"restart_marker_rows": 1}, {"subsampling": 0}],
+                         ids=["baseline", "progressive", "restarts", "444"])
+@pytest.mark.parametrize("kept", [0.6, 0.97])
+def test_a_jpeg_cut_short_with_its_end_marker_put_back_is_refused(tmp_path: Path, options, kept: float) -> None:
+    # libjpeg decodes such a file with a warning only (Pillow drops it): the rest comes out flat grey.
+    data = _photo_jpeg(**options)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: int(len(data) * kept)] + b"\xff\xd9")
+    with Image.open(path) as pillow:
+        pillow.load()  # what hfpie used to take: the whole image, its missing part grey
+    with pytest.raises(ImageReadError, match="incomplete") as error:
+        read_image(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    path.write_bytes(data)
+    with Image.open(io.BytesIO(data)) as reference:
+        np.testing.assert_array_equal(read_image(path).pixels, np.asarray(reference))
+
+
+def test_a_jpeg_cut_at_each_restart_marker_is_refused(tmp_path: Path) -> None:
+    """Cut right where a restart interval ends, a scan leaves no data unread before the end marker."""
+    data = _photo_jpeg(restart_marker_rows=1)
+    start = data.index(b"\xff\xda")
+    cuts = [i for i in range(start, len(data) - 2) if data[i] == 0xFF and 0xD0 <= data[i + 1] <= 0xD7]
+    assert len(cuts) == 15  # one interval per row of 16 x 16 MCUs
+    path = tmp_path / "cut.jpg"
+    for cut in cuts[:8]:  # every restart number 0-7, before and after its marker
+        for end in (cut, cut + 2):
+            path.write_bytes(data[:end] + b"\xff\xd9")
+            with pytest.raises(ImageReadError, match="incomplete"):
+                read_image(path)
+
+
+def test_complete_jpegs_still_read(tmp_path: Path) -> None:
+    photo = Image.open(Path(__file__).resolve().parents[1] / "examples" / "clean.png").convert("RGB")
+    cases = {"grey.jpg": photo.convert("L"), "cmyk.jpg": photo.convert("CMYK")}
+    for name, image in cases.items():
+        image.save(tmp_path / name, quality=90)
+    (tmp_path / "trailer.jpg").write_bytes(_photo_jpeg() + b"camera maker's trailer")
+    photo.save(tmp_path / "two.mpo", "MPO", save_all=True, append_images=[photo.resize((64, 64))])
+    for name in ["grey.jpg", "cmyk.jpg", "trailer.jpg", "two.mpo"]:
+        with Image.open(tmp_path / name) as reference:
+            expected = np.asarray(reference.convert("RGB") if reference.mode == "CMYK" else reference)
+        pixels = read_image(tmp_path / name).pixels
+        np.testing.assert_array_equal(pixels[..., 0] if name == "grey.jpg" else pixels, expected)
+
+
+def test_a_tiny_jpeg_claiming_81_megapixels_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 120, 200)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = struct.pack(">HH", 9000, 9000)  # the header's height and width
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(bytes(data))
+    assert len(data) < 1000
+    with Image.open(path) as claimed:
+        assert claimed.size == (9000, 9000)
+
+    def no_decoding(self):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(ImageReadError, match="incomplete.*9000x9000") as error:
+        read_image(path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_write_that_must_not_overwrite_keeps_a_file_that_appeared_meanwhile(tmp_path: Path) -> None:
+    from hfpie.errors import OutputExistsError
+
+    target = tmp_path / "x.png"
+    atomic_write_bytes(target, b"the first run's result", overwrite=False)  # published while the second one worked
+    with pytest.raises(OutputExistsError, match="already exists") as error:
+        atomic_write_bytes(target, b"the second run's result", overwrite=False)
+    assert str(target) in str(error.value) and ".tmp" not in str(error.value) and "\n" not in str(error.value)
+    assert target.read_bytes() == b"the first run's result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]  # the loser's temporary file is gone
+    atomic_write_bytes(target, b"asked to replace it")  # overwrite=True, the default, still replaces
+    assert target.read_bytes() == b"asked to replace it"
+
+
+def test_without_hard_links_a_write_still_never_replaces(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from hfpie.errors import OutputExistsError
+
+    def no_hard_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")  # what FAT or exFAT answer to link()
+
+    monkeypatch.setattr("hfpie.io.os.link", no_hard_links)
+    target = tmp_path / "x.png"
+    previous = os.umask(0o022)
+    try:
+        atomic_write_bytes(target, b"first", overwrite=False)
+    finally:
+        os.umask(previous)
+    assert target.read_bytes() == b"first" and stat.S_IMODE(target.stat().st_mode) == 0o644
+    with pytest.raises(OutputExistsError):
+        atomic_write_bytes(target, b"second", overwrite=False)
+    assert target.read_bytes() == b"first" and sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+def test_an_image_is_read_once_so_a_named_pipe_works(tmp_path: Path) -> None:
+    import threading
+
+    Image.fromarray(_rgb(20, 24)).save(tmp_path / "x.png")
+    Image.fromarray(_rgb(20, 24, seed=1)).save(tmp_path / "x.jpg", quality=95)
+    for name in ["x.png", "x.jpg"]:
+        pipe = tmp_path / f"pipe-{name}"
+        os.mkfifo(pipe)
+        data = (tmp_path / name).read_bytes()
+        result: dict[str, object] = {}
+        reader = threading.Thread(target=lambda: result.setdefault("image", read_image(pipe)), daemon=True)
+        reader.start()
+        with open(pipe, "wb") as writer:
+            writer.write(data)
+        reader.join(timeout=30)
+        if reader.is_alive():  # it opened the pipe a second time: let it go before failing
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+            pytest.fail(f"read_image({name} through a pipe) hangs: it opens the file twice")
+        np.testing.assert_array_equal(result["image"].pixels, read_image(tmp_path / name).pixels)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import make_network
+from conftest import make_identity, make_network
 from hfpie.api import run_network
-from hfpie.tiling import TileSpec, forward_tile, pad_to_multiple, tile_cores, tiled_forward
+from hfpie.tiling import TileSpec, forward_tile, pad_to_multiple, pad_to_working_size, tile_cores, tiled_forward
 
 
 def _spec(network, halo: int) -> TileSpec:
@@ -149,3 +149,30 @@ def test_run_network_batches_tiles_on_request() -> None:
     one = run_network(network, image, tile=24, halo="exact")
     many = run_network(network, image, tile=24, halo="exact", batch=6)
     assert (one - many).abs().max() < 1e-4
+
+
+def test_small_sides_are_padded_to_the_working_size_with_the_image_in_the_middle() -> None:
+    x = torch.arange(6.0).reshape(1, 1, 2, 3)
+    padded, (top, left) = pad_to_working_size(x, 4, 16)
+    assert padded.shape == (1, 1, 16, 16) and (top, left) == (7, 6)
+    torch.testing.assert_close(padded[..., top : top + 2, left : left + 3], x)
+    torch.testing.assert_close(padded[0, 0, :top, left : left + 3], x[0, 0, :1].expand(top, 3))  # edge repeated
+    torch.testing.assert_close(padded[0, 0, top + 2, left - 2 : left + 5], torch.tensor([3.0, 3, 3, 4, 5, 5, 5]))
+    dot = pad_to_working_size(torch.full((1, 3, 1, 1), 0.5), 4, 16)[0]  # one pixel: repeated
+    assert dot.shape == (1, 3, 16, 16) and bool((dot == 0.5).all())
+    strip = torch.rand(1, 3, 5, 100)
+    padded, (top, left) = pad_to_working_size(strip, 4, 64)
+    assert padded.shape == (1, 3, 64, 100) and (top, left) == (29, 0)
+    torch.testing.assert_close(padded[..., top : top + 5, :], strip)
+    large = torch.rand(1, 3, 70, 67)  # sides past the minimum: padded at the end only, as before
+    padded, offset = pad_to_working_size(large, 4, 64)
+    assert offset == (0, 0) and torch.equal(padded, pad_to_multiple(large, 4)[0])
+    exact = large[..., :68, :64]
+    assert pad_to_working_size(exact, 4, 64)[0] is exact  # nothing to pad: no copy
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (7, 1), (5, 100), (100, 6)])
+def test_run_network_crops_the_working_padding_off(size) -> None:
+    x = torch.rand(1, 3, *size)
+    torch.testing.assert_close(run_network(make_identity(), x, device="cpu"), x, rtol=0, atol=1e-6)
+    assert run_network(make_network(2), x, device="cpu").shape == (1, 3, size[0] * 2, size[1] * 2)

@@ -15,12 +15,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .ensemble import check_ensemble, self_ensemble
 from .errors import UnsupportedImageError
 from .hub import load_model
 from .io import ImageFile, image_file_from_pil, read_image, to_pil
 from .models import HFPIENet
 from .tasks import check_task, output_scale
 from .runner import CPU_TILE, DEFAULT_MAX_HALO, available_devices, default_device, resolve_device, run_network, suggest_tile_size
+from .tiling import TileWriter
 
 __all__ = [
     "CPU_TILE",
@@ -85,7 +87,8 @@ def _baseline(colour: torch.Tensor, scale: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Settings:
-    """How :func:`enhance` runs the network (each field as in :func:`hfpie.runner.run_network`)."""
+    """How :func:`enhance` runs the network (each field as in :func:`hfpie.runner.run_network`;
+    ``ensemble``: transforms averaged, as in :func:`hfpie.ensemble.self_ensemble`, 1 = one pass)."""
 
     device: torch.device | str | None = None
     tile: int | None = None
@@ -94,13 +97,30 @@ class Settings:
     precision: str | None = None
     half: bool | None = None
     progress: Callable[[int, int], None] | None = None
+    ensemble: int = 1
+
+    def run_into(self, network: HFPIENet, image: torch.Tensor, write: TileWriter,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        """One pass of :func:`~hfpie.runner.run_network` with these settings, each output piece handed
+        to ``write`` (``progress`` overrides the field; ``ensemble`` is not applied here)."""
+        run_network(network, image, device=self.device, tile=self.tile, halo=self.halo, half=self.half,
+                    tile_batch=self.tile_batch, precision=self.precision,
+                    progress=progress if progress is not None else self.progress, write=write)
 
     def run(self, network: HFPIENet, image: torch.Tensor,
             progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        """:func:`~hfpie.runner.run_network` with these settings (``progress`` overrides the field)."""
-        return run_network(network, image, device=self.device, tile=self.tile, halo=self.halo, half=self.half,
-                           tile_batch=self.tile_batch, precision=self.precision,
-                           progress=progress if progress is not None else self.progress)
+        """The float32 output with these settings: one pass of :func:`~hfpie.runner.run_network`, or
+        the mean of ``ensemble`` transformed passes (``progress`` overrides the field)."""
+        progress = progress if progress is not None else self.progress
+        if self.ensemble == 1:
+            output = run_network(network, image, device=self.device, tile=self.tile, halo=self.halo, half=self.half,
+                                 tile_batch=self.tile_batch, precision=self.precision, progress=progress)
+            assert output is not None
+            return output
+        scale = network.config.scale
+        shape = (image.shape[0], network.config.out_channels, image.shape[-2] * scale, image.shape[-1] * scale)
+        return self_ensemble(lambda x, write, progress: self.run_into(network, x, write, progress), image,
+                             self.ensemble, shape, progress)
 
     def for_input(self, network: HFPIENet, high_depth: bool) -> Settings:
         """These settings with fp32 chosen for 16-bit and float inputs on the CPU when the precision is
@@ -159,9 +179,11 @@ def _check_unit_range(low: float, high: float, kind: str) -> None:
 
 
 def _to_unit(array: np.ndarray) -> tuple[torch.Tensor, np.dtype]:
-    if array.dtype == np.uint8:
+    """Float pixels in [0, 1] and the dtype to give back (any byte order: ``>u2`` holds uint16 values)."""
+    native = array.dtype.newbyteorder("=")
+    if native == np.uint8:
         return torch.from_numpy(array.astype(np.float32) / 255.0), array.dtype
-    if array.dtype == np.uint16:
+    if native == np.uint16:
         return torch.from_numpy(array.astype(np.float32) / 65535.0), array.dtype
     if np.issubdtype(array.dtype, np.floating):
         _check_unit_range(float(array.min()), float(array.max()), "numpy float")
@@ -169,24 +191,77 @@ def _to_unit(array: np.ndarray) -> tuple[torch.Tensor, np.dtype]:
     raise UnsupportedImageError(f"numpy images must be uint8, uint16 or float in [0, 1], got {array.dtype}")
 
 
+_STRIP_ROWS = 128
+"""Rows of a whole float result converted to the output dtype at a time (small temporaries)."""
+
+
+def _converting_writer(target: np.ndarray, grey: bool) -> TileWriter:
+    """A ``write`` callback that stores each (1, C, h, w) float piece in [0, 1] (averaged to one channel
+    when ``grey``) in HxWxC ``target`` at its box, converted to ``target``'s dtype by :func:`_from_unit`:
+    bit for bit what converting the whole float image at once gives."""
+
+    def write(box: tuple[int, int, int, int], piece: torch.Tensor) -> None:
+        top, bottom, left, right = box
+        if grey:
+            piece = piece.mean(dim=1, keepdim=True)
+        target[top:bottom, left:right] = _from_unit(piece[0].permute(1, 2, 0).numpy(), target.dtype)
+
+    return write
+
+
+def _write_in_strips(values: torch.Tensor, write: TileWriter) -> None:
+    """Hand a whole (1, C, H, W) float result to ``write`` :data:`_STRIP_ROWS` rows at a time."""
+    height, width = values.shape[-2:]
+    for top in range(0, height, _STRIP_ROWS):
+        bottom = min(top + _STRIP_ROWS, height)
+        write((top, bottom, 0, width), values[..., top:bottom, :])
+
+
+def _enhance_into(x: torch.Tensor, network: HFPIENet, strength: float, settings: Settings, colour_out: np.ndarray,
+                  alpha_out: np.ndarray | None) -> None:
+    """:func:`_enhance_tensor` of a (1, C, H, W) image in [0, 1], written into ``colour_out`` (HxWx1 for
+    grey, HxWx3) and ``alpha_out`` (HxW; when the image has alpha) in their dtype.
+
+    One pass at strength 1 converts each tile as it comes out of the network, so the output never
+    exists in float32 as a whole (peak memory: the output plus a working set, docs/speed.md); other
+    strengths and ensembles convert their float result a few rows at a time."""
+    colour, alpha, grey = _split_channels(x)
+    scale = network.config.scale
+    write = _converting_writer(colour_out, grey)
+    if strength == 0 and scale == 1:
+        _write_in_strips(x[:, : colour_out.shape[2]], _converting_writer(colour_out, False))  # the input as it is
+    elif strength == 1 and settings.ensemble == 1:
+        settings.run_into(network, colour, write)
+    else:
+        _write_in_strips(_restore_colour(network, colour, strength, settings), write)
+    if alpha is not None and alpha_out is not None:
+        alpha = alpha.float().cpu()
+        if scale != 1:
+            alpha = F.interpolate(alpha, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
+        _write_in_strips(alpha, _converting_writer(alpha_out[..., None], False))
+
+
 def _from_unit(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype == np.uint8:
-        return np.round(np.clip(x, 0, 1) * 255.0).astype(np.uint8)
-    if dtype == np.uint16:
-        return np.round(np.clip(x, 0, 1) * 65535.0).astype(np.uint16)
+    """``x`` in [0, 1] as ``dtype`` (its byte order too)."""
+    native = dtype.newbyteorder("=")
+    if native == np.uint8:
+        return np.round(np.clip(x, 0, 1) * 255.0).astype(dtype)
+    if native == np.uint16:
+        return np.round(np.clip(x, 0, 1) * 65535.0).astype(dtype)
     return x.astype(dtype)
 
 
 def enhance_image_file(image: ImageFile, network: HFPIENet, *, strength: float = 1.0,
                        device: torch.device | str | None = None, tile: int | None = None,
                        halo: int | str | None = None, tile_batch: int | None = None, precision: str | None = None,
-                       half: bool | None = None, progress: Callable[[int, int], None] | None = None) -> ImageFile:
+                       half: bool | None = None, progress: Callable[[int, int], None] | None = None,
+                       ensemble: bool | int = False) -> ImageFile:
     """Enhance decoded file pixels (see :func:`hfpie.io.read_image`); keeps bit depth and metadata.
 
-    ``strength`` as in :func:`enhance`, not range-checked here (see :func:`check_strength`); the other
-    settings as in :func:`hfpie.runner.run_network`.
+    ``strength`` as in :func:`enhance`, not range-checked here (see :func:`check_strength`);
+    ``ensemble`` as in :func:`enhance`; the other settings as in :func:`hfpie.runner.run_network`.
     """
-    settings = Settings(device, tile, halo, tile_batch, precision, half, progress)
+    settings = Settings(device, tile, halo, tile_batch, precision, half, progress, check_ensemble(ensemble))
     return _enhance_file(image, network, strength, settings)
 
 
@@ -196,12 +271,14 @@ def _enhance_file(image: ImageFile, network: HFPIENet, strength: float, settings
     stack = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
     array = np.concatenate(stack, axis=2).astype(np.float32) / maximum
     x = torch.from_numpy(array).permute(2, 0, 1)[None]
-    y = _enhance_tensor(x, network, strength, settings)[0].permute(1, 2, 0).numpy()
-    y = _from_unit(y, image.pixels.dtype)
-    channels = image.pixels.shape[2]
+    scale = network.config.scale
+    height, width, channels = image.pixels.shape
+    pixels = np.empty((height * scale, width * scale, channels), image.pixels.dtype)
+    alpha = None if image.alpha is None else np.empty((height * scale, width * scale), image.pixels.dtype)
+    _enhance_into(x, network, strength, settings, pixels, alpha)
     return ImageFile(
-        pixels=np.ascontiguousarray(y[..., :channels]),
-        alpha=np.ascontiguousarray(y[..., channels]) if image.alpha is not None else None,
+        pixels=pixels,
+        alpha=alpha,
         format=image.format,
         exif=image.exif,
         icc_profile=image.icc_profile,
@@ -260,6 +337,7 @@ def enhance(
     precision: str | None = None,
     revision: str | None = None,
     strength: float = 1.0,
+    ensemble: bool | int = False,
 ) -> Any:
     """Denoise, deblur or super-resolve an image.
 
@@ -267,7 +345,8 @@ def enhance(
         image: a file path, a PIL image, a numpy array (HxW or HxWxC with C = 1, 2, 3 or 4; uint8,
             uint16 or float in [0, 1]) or a torch tensor (CxHxW or NxCxHxW, float in [0, 1]).
             Grey images are processed as RGB and returned grey; alpha is kept (resized for ``sr``);
-            CMYK is converted to RGB (through its ICC profile when it has one).
+            CMYK is converted to RGB (through its ICC profile when it has one). PIL mode ``I`` is
+            taken only as opened from a file (16-bit); convert others to ``L`` or ``I;16`` first.
         task: ``"denoise"``, ``"deblur"`` or ``"sr"``.
         scale: super-resolution factor (``sr`` only).
         model: a bundled model name (``hfpie models``), a path to a ``.safetensors`` file / exported
@@ -291,6 +370,10 @@ def enhance(
             model as trained, values between mix the two pixel by pixel. ``denoise`` takes up to 2
             for stronger denoising: the output mixed with a second pass over it (2: two passes, twice
             the time). :data:`MAX_STRENGTH` has each task's limit; measurements in docs/usage.md.
+        ensemble: geometric self-ensemble (the "+" of EDSR+): ``True`` or 8 averages the outputs of
+            the eight flips and rotations of the image, 4 of the four flips, 2 of the image and its
+            mirror; ``False`` or 1 (the default) is one pass. Costs that many passes (and a float32
+            copy of the output); gain per model in docs/usage.md (:mod:`hfpie.ensemble`).
 
     Returns:
         The same type as ``image``, same dtype and value range; for a path, a PIL image, except for
@@ -301,6 +384,7 @@ def enhance(
     Raises:
         UnsupportedImageError: float pixels outside [0, 1] (for instance 0-255 floats), NaN, or a
             layout or mode that cannot be kept.
+        ValueError: a ``strength`` or ``ensemble`` out of range.
         DeviceNotAvailableError: a device that does not exist on this machine.
         NonFiniteOutputError: the network gave NaN or inf (damaged weights): nothing is returned.
 
@@ -311,26 +395,36 @@ def enhance(
     """
     network = resolve_network(task, scale, model, device, revision=revision)
     strength = check_strength(task, strength)
+    count = check_ensemble(ensemble)
     settings = Settings(device=device, tile=tile, halo=halo, tile_batch=tile_batch, precision=precision, half=half,
-                        progress=_progress_callback(progress))
+                        progress=_progress_callback(progress), ensemble=count)
     if isinstance(image, (str, os.PathLike)):
         return to_pil(_enhance_file(read_image(image), network, strength, settings))
     if isinstance(image, Image.Image):
-        return to_pil(_enhance_file(image_file_from_pil(image, "PIL image"), network, strength, settings))
+        # Mode I is 8-bit data converted with .convert("I") or a 16-bit file: only a file's own image
+        # (straight from Image.open, its format set) is known to be 16-bit; others are refused.
+        depth = 16 if image.mode == "I" and image.format else None
+        output = to_pil(_enhance_file(image_file_from_pil(image, "PIL image", bit_depth=depth), network, strength,
+                                      settings))
+        return output.convert("I") if image.mode == "I" else output
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
             raise UnsupportedImageError(f"numpy images must be HxW or HxWxC with pixels, got shape {image.shape}")
         unit, dtype = _to_unit(image)
         x = (unit[..., None] if image.ndim == 2 else unit).permute(2, 0, 1)[None]
-        y = _enhance_tensor(x, network, strength, settings.for_input(network, high_depth=dtype != np.uint8))
-        y = y[0].permute(1, 2, 0).numpy()
-        return _from_unit(y[..., 0] if image.ndim == 2 else y, dtype)
+        scale, channels = network.config.scale, x.shape[1]
+        out = np.empty((x.shape[2] * scale, x.shape[3] * scale, channels), dtype)
+        colour_channels = 1 if channels in (1, 2) else 3
+        _enhance_into(x, network, strength, settings.for_input(network, high_depth=dtype != np.uint8),
+                      out[..., :colour_channels], out[..., colour_channels] if channels in (2, 4) else None)
+        return out[..., 0] if image.ndim == 2 else out
     if isinstance(image, torch.Tensor):
-        if image.ndim not in (3, 4) or not image.is_floating_point():
+        if image.ndim not in (3, 4) or not image.is_floating_point() or image.numel() == 0:
             raise UnsupportedImageError(
-                f"tensors must be float CxHxW or NxCxHxW in [0, 1], got shape {tuple(image.shape)} of {image.dtype}"
+                f"tensors must be float CxHxW or NxCxHxW in [0, 1] with pixels, got shape {tuple(image.shape)} "
+                f"of {image.dtype}"
             )
-        low, high = torch.aminmax(image.detach()) if image.numel() else (torch.zeros(()), torch.zeros(()))
+        low, high = torch.aminmax(image.detach())
         _check_unit_range(float(low), float(high), "tensor")
         x = image[None] if image.ndim == 3 else image
         y = _enhance_tensor(x.detach(), network, strength, settings.for_input(network, high_depth=True))

@@ -10,10 +10,15 @@ Imports no torch, so the command line stays quick to start.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import glob
 import os
+import signal
 import sys
-from collections.abc import Callable
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,10 +28,10 @@ import typer
 from PIL import Image
 
 from .errors import HfpieError, ImageWriteError, UnsupportedImageError
-from .io import READ_SUFFIXES, WRITABLE_SUFFIXES
+from .io import READ_SUFFIXES, WRITABLE_SUFFIXES, is_stdio
 
-__all__ = ["READ_SUFFIXES", "BatchProgress", "Job", "check_output_folder", "collect_inputs", "describe_failure",
-           "plan_jobs"]
+__all__ = ["READ_SUFFIXES", "BatchProgress", "Interrupted", "Job", "check_output_folder", "collect_inputs",
+           "describe_failure", "plan_jobs", "stop_cleanly_on_signals"]
 
 """Files that folders contribute (files named or matched by a pattern are read whatever their suffix)."""
 
@@ -75,7 +80,9 @@ def collect_inputs(patterns: list[str], *, recursive: bool, exclude: Path | None
     Folders contribute their image files (sub-folders with ``recursive``), glob patterns every file
     they match (``**`` descends), both relative to the folder they start from; files named explicitly or
     matched by a pattern are kept whatever their suffix (reading them reports problems). Files inside ``exclude`` (the output folder)
-    are left out of folders and patterns that contain it. A file named twice is read once.
+    are left out of folders and patterns that contain it. A file named twice is read once: its real path
+    decides, and of its names the shortest is kept (a ``**`` through a symlink loop meets a file again
+    under ``loop/loop/...``). ``-`` is standard input.
     """
     found: dict[Path, tuple[Path, Path]] = {}
     resolved_exclude = exclude.resolve() if exclude is not None else None
@@ -90,7 +97,9 @@ def collect_inputs(patterns: list[str], *, recursive: bool, exclude: Path | None
         else:
             items = [(path, Path(path.name))]  # missing files are reported when read
         for source, relative in items:
-            found.setdefault(source.resolve(), (source, relative))
+            real = source.resolve()
+            if real not in found or len(relative.parts) < len(found[real][1].parts):
+                found[real] = (source, relative)
     return list(found.values())
 
 
@@ -111,9 +120,15 @@ def _output_name(relative: Path) -> Path:
 def plan_jobs(patterns: list[str], output: Path, *, recursive: bool) -> list[Job]:
     """Every input with its output; raises HfpieError for a plan that would fail or lose results.
 
-    ``output`` is a file when it has an image suffix (one input only), else a folder where outputs keep
-    their path relative to the input folder or pattern.
+    ``output`` is a file when it has an image suffix (one input only), ``-`` for standard output (one
+    input), else a folder where outputs keep their path relative to the input folder or pattern.
     """
+    if is_stdio(output):
+        inputs = collect_inputs(patterns, recursive=recursive)
+        if len(inputs) > 1:
+            raise HfpieError(f"-o - writes one image to standard output, but there are {len(inputs)} inputs; "
+                             "give an output folder")
+        return [Job(inputs[0][0], output)] if inputs else []
     if _names_a_file(output):
         if output.suffix.lower() not in WRITABLE_SUFFIXES:
             raise UnsupportedImageError(
@@ -129,6 +144,9 @@ def plan_jobs(patterns: list[str], output: Path, *, recursive: bool) -> list[Job
     if output.exists() and not output.is_dir():
         raise HfpieError(f"{output} is a file, but the outputs need a folder; give a folder name")
     inputs = collect_inputs(patterns, recursive=recursive, exclude=output)
+    if any(is_stdio(source) for source, _ in inputs):
+        raise HfpieError("standard input (-) has no name to write under a folder; give an output file "
+                         "(e.g. -o out.png) or -o - for standard output")
     jobs = [Job(source, output / _output_name(relative)) for source, relative in inputs]
     _refuse_collisions(jobs)
     return jobs
@@ -138,7 +156,8 @@ def _refuse_collisions(jobs: list[Job]) -> None:
     seen: dict[Path, Job] = {}
     clashes = []
     for job in jobs:
-        key = Path(os.path.normcase(job.target.resolve()))
+        # A URI target (str, from hfpie.ray's plans) is compared as written; a path by the file it names.
+        key = job.target if isinstance(job.target, str) else Path(os.path.normcase(job.target.resolve()))
         if key in seen:
             clashes.append((seen[key], job))
         seen.setdefault(key, job)
@@ -152,14 +171,28 @@ def _refuse_collisions(jobs: list[Job]) -> None:
 
 
 def check_output_folder(target: Path) -> None:
-    """Raise ImageWriteError unless ``target``'s folder exists and is writable, or can be created."""
+    """Raise ImageWriteError unless a file can be made in ``target``'s folder, or in the nearest folder above
+    it that exists (where the missing ones will be created). A real (nameless, at once removed) file is
+    made, so read-only mounts and folders like /proc, which pass a permission check, are found too."""
     existing = target.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         raise ImageWriteError(f"{target}: cannot create its folder, {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ImageWriteError(f"{target}: cannot write into {existing} (permission denied)")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".hfpie-probe-"):
+            pass
+    except OSError as error:
+        raise ImageWriteError(f"{target}: cannot create files in {existing} ({_why_not_writable(error)}); "
+                              "give an output folder you can write to") from None
+
+
+def _why_not_writable(error: OSError) -> str:
+    if error.errno == errno.EROFS:
+        return "read-only file system"
+    if error.errno in {errno.EACCES, errno.EPERM}:
+        return "permission denied"
+    return (error.strerror or str(error)).lower()
 
 
 def describe_failure(error: BaseException, job: Job) -> str:
@@ -224,3 +257,34 @@ class BatchProgress:
             self.bar.close()
             self.bar = None
 
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt, so that a batch stops the same clean way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_cleanly_on_signals() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP (``kill``, a closed terminal) raise :class:`Interrupted`, as SIGINT raises
+    KeyboardInterrupt, so a write in progress removes its temporary file and the batch says what it wrote.
+    Their earlier handlers come back after. Outside the main thread (where Python takes no handlers), nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            number = getattr(signal, name)
+            previous[number] = signal.signal(number, interrupt)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -6,6 +6,7 @@ Examples::
     hfpie sr photos/ --recursive --scale 4 -o upscaled/
     hfpie deblur "shots/**/*.jpg" -o sharp/ --tile 512 --skip-existing
     hfpie denoise noisy.png -o softer.png --strength 0.5
+    hfpie sr small.png --scale 4 -o large.png --ensemble 8
     hfpie models
     hfpie demo
 
@@ -14,6 +15,7 @@ torch is imported inside the commands that run a network, so ``hfpie --help`` st
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -54,8 +56,28 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existin
 SkipExistingOpt = Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist alone (resume a stopped batch).")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of input folders.")]
 StrengthOpt = Annotated[float, typer.Option("--strength", help="0 = the input (sr: upscaled), 1 = the model as trained; denoise takes up to 2 for stronger denoising.")]
+EnsembleOpt = Annotated[int, typer.Option(
+    "--ensemble", help="Geometric self-ensemble: average the outputs of 8 (all flips and rotations), 4 (the flips) "
+    "or 2 (the mirror) transformed copies; that many times the time. 1 = one pass.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only: no progress, no summary.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for inference (default: PyTorch's).")]
+FormatOpt = Annotated[Optional[str], typer.Option(
+    "--format", help="Format of the image written to standard output (-o -): png, jpg, tif, webp or bmp "
+    "(default: the input's). Files take theirs from their name.")]
+ImageOutputOpt = Annotated[str, typer.Option(
+    "--output", "-o", help="Output file (one input, a .png/.jpg/.tif/.webp/.bmp name) or folder; with --ray also a "
+    "URI (s3://bucket/out).")]
+RayOpt = Annotated[bool, typer.Option(
+    "--ray", help="Run on Ray Data: the cluster of --ray-address (or RAY_ADDRESS), else a Ray started here; inputs "
+    "and -o may be URIs (s3://, gs://...); a manifest of results goes beside the outputs. Needs "
+    "pip install \"hfpie\\[ray]\"; see docs/scale.md.")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="With --ray: the cluster to run on (host:6379, ray://host:10001, auto).")]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", min=1, help="With --ray: actors, each with its own model (default: the cluster's GPUs / "
+    "--gpus-per-worker, else its CPUs / --threads).")]
+GpusPerWorkerOpt = Annotated[Optional[float], typer.Option(
+    "--gpus-per-worker", min=0, help="With --ray: GPUs per actor (default 0: actors run on CPUs, --threads each, default 1).")]
 
 
 def _show_version(value: bool) -> None:
@@ -111,75 +133,143 @@ def _load_network(task: str, scale: int | None, model: str | None, device: str |
     return network, next(network.parameters()).device if device is None else resolved
 
 
+def _exists_error(job: Job) -> HfpieError:
+    from .io import is_stdio
+
+    same = not is_stdio(job.source) and job.source.exists() and job.target.resolve() == job.source.resolve()
+    return HfpieError(f"{'is the input itself' if same else 'already exists'}; pass --overwrite to replace it"
+                      + ("" if same else " or --skip-existing to keep it"))
+
+
+def _stdout_format(input_format: str, requested: str | None) -> str:
+    """The format of an image written to standard output: ``--format``, else the input's when hfpie writes it, else PNG."""
+    from .io import WRITABLE_SUFFIXES, format_for
+
+    if requested is not None:
+        return format_for(f"-.{requested}", "PNG")
+    writable = {format_for(f"-{suffix}", "PNG") for suffix in WRITABLE_SUFFIXES} | {"MPO"}
+    return input_format if input_format in writable else "PNG"
+
+
 def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int | None, precision: str,
-                 strength: float, overwrite: bool, tiles: Callable[[int, int], None] | None) -> None:
-    """Read, check, enhance and write one image; every check that needs no network comes first."""
+                 strength: float, overwrite: bool, tiles: Callable[[int, int], None] | None,
+                 ensemble: int = 1, output_format: str | None = None) -> None:
+    """Read, check, enhance and write one image; every check that needs no network comes first.
+
+    Without ``overwrite`` an output that appears while the image is made (another run writing it) is
+    kept and this image fails. ``-`` as the output writes the image's bytes, and nothing else, to stdout.
+    """
     from .api import enhance_image_file
     from .batch import check_output_folder
-    from .io import check_can_encode, format_for, read_image, write_image
+    from .errors import OutputExistsError
+    from .io import check_can_encode, encode_image, format_for, is_stdio, read_image, write_image
 
-    if job.target.exists() and not overwrite:
-        same = job.source.exists() and job.target.resolve() == job.source.resolve()
-        raise HfpieError(f"{'is the input itself' if same else 'already exists'}; pass --overwrite to replace it"
-                         + ("" if same else " or --skip-existing to keep it"))
-    check_output_folder(job.target)
+    to_stdout = is_stdio(job.target)
+    if not to_stdout:
+        if job.target.exists() and not overwrite:
+            raise _exists_error(job)
+        check_output_folder(job.target)
     image = read_image(job.source)
-    check_can_encode(image, format_for(job.target, image.format))
+    image_format = _stdout_format(image.format, output_format) if to_stdout else format_for(job.target, image.format)
+    check_can_encode(image, image_format)
     result = enhance_image_file(image, network, device=device, tile=tile, precision=precision, halo=None,
-                                progress=tiles, strength=strength)
+                                progress=tiles, strength=strength, ensemble=ensemble)
+    if to_stdout:
+        sys.stdout.buffer.write(encode_image(result, image_format))
+        sys.stdout.buffer.flush()
+        return
     job.target.parent.mkdir(parents=True, exist_ok=True)
-    write_image(job.target, result)
+    try:
+        write_image(job.target, result, overwrite=overwrite)
+    except OutputExistsError:
+        raise _exists_error(job) from None
 
 
 def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile: int | None, precision: str,
-              strength: float, overwrite: bool, skip_existing: bool, quiet: bool) -> tuple[int, int, int]:
+              strength: float, overwrite: bool, skip_existing: bool, quiet: bool,
+              ensemble: int = 1, output_format: str | None = None) -> tuple[int, int, int]:
     """(written, skipped, failed): each image on its own, a failure reported and the batch going on;
-    Ctrl-C says how many were written and exits with 130 (no file is ever half-written)."""
-    from .batch import BatchProgress, describe_failure
+    Ctrl-C, SIGTERM or SIGHUP say how many were written and exit with 128 + the signal's number (130,
+    143, 129); no file is ever half-written."""
+    from .batch import BatchProgress, describe_failure, stop_cleanly_on_signals
+    from .io import is_stdio
 
     progress = BatchProgress(len(jobs), quiet=quiet)
     written = skipped = failed = 0
     try:
-        for position, job in enumerate(jobs, start=1):
-            if skip_existing and job.target.exists():
-                skipped += 1
-                continue
-            start = time.perf_counter()
-            try:
-                _restore_one(job, network, device=device, tile=tile, precision=precision, strength=strength,
-                             overwrite=overwrite,
-                             tiles=progress.tiles(position))
-            except (HfpieError, OSError, ValueError, RuntimeError, MemoryError) as error:
-                failed += 1
-                progress.echo(f"error: {describe_failure(error, job)}")
-                continue
-            written += 1
-            progress.finished(position, job, time.perf_counter() - start)
-    except KeyboardInterrupt:
+        with stop_cleanly_on_signals():
+            for position, job in enumerate(jobs, start=1):
+                if skip_existing and not is_stdio(job.target) and job.target.exists():
+                    skipped += 1
+                    continue
+                start = time.perf_counter()
+                try:
+                    _restore_one(job, network, device=device, tile=tile, precision=precision, strength=strength,
+                                 overwrite=overwrite, ensemble=ensemble, output_format=output_format,
+                                 tiles=progress.tiles(position))
+                except (HfpieError, OSError, ValueError, RuntimeError, MemoryError) as error:
+                    failed += 1
+                    progress.echo(f"error: {describe_failure(error, job)}")
+                    continue
+                written += 1
+                progress.finished(position, job, time.perf_counter() - start)
+    except KeyboardInterrupt as interruption:
         progress.close()
         typer.echo(f"interrupted: wrote {written} of {len(jobs)} image(s)", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + int(getattr(interruption, "signum", signal.SIGINT))) from None
     progress.close()
     return written, skipped, failed
 
 
 def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, model: str | None, device: str | None,
              tile: int | None, fp32: bool, overwrite: bool, skip_existing: bool, recursive: bool, quiet: bool,
-             threads: int | None, precision: str = "auto", strength: float = 1.0) -> None:
+             threads: int | None, precision: str = "auto", strength: float = 1.0, ensemble: int = 1,
+             output_format: str | None = None, ray: bool = False, ray_address: str | None = None,
+             workers: int | None = None, gpus_per_worker: float | None = None) -> None:
     from .api import check_strength
     from .batch import plan_jobs
-    from .precision import PRECISIONS
+    from .ensemble import ENSEMBLE_SIZES
+    from .io import WRITABLE_SUFFIXES, is_stdio
+    from .precision import PRECISIONS, resolve_precision
 
+    raw_output, output = str(output), Path(output)  # Path() would fold a URI's s3:// into s3:/
     try:
         strength = check_strength(task, strength)
     except ValueError as error:
         raise _fail(str(error)) from None
+    if ensemble not in ENSEMBLE_SIZES:
+        raise _fail(f"--ensemble must be 1 (one pass), 2, 4 or 8 (transforms averaged), got {ensemble}")
     if precision not in PRECISIONS:
         raise _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if fp32:
         precision = "fp32"
+    if tile is not None and tile < 1:
+        raise _fail(f"--tile must be a positive number of pixels (e.g. 512), got {tile}; leave it out to fit "
+                    "the device's memory")
+    if output_format is not None:
+        output_format = output_format.lower().lstrip(".")
+        if f".{output_format}" not in WRITABLE_SUFFIXES:
+            raise _fail(f"--format must be one of {', '.join(s[1:] for s in WRITABLE_SUFFIXES)}, got {output_format!r}")
+        if not is_stdio(output):
+            raise _fail("--format is for -o - (standard output); name an output file with the suffix you want "
+                        "(e.g. -o out.jpg)")
+    if is_stdio(output) and sys.stdout.isatty():
+        raise _fail("-o - writes the image's bytes to standard output, which is a terminal here; redirect it "
+                    "(> out.png) or pipe it into another command")
     if overwrite and skip_existing:
         raise _fail("--overwrite and --skip-existing contradict each other; pass one of them")
+    if ray:
+        if device is not None or output_format is not None:
+            raise _fail(f"{'--device' if device is not None else '--format'} does not apply with --ray: actors run on "
+                        "the GPU Ray gives them (--gpus-per-worker), else on CPUs, and write files")
+        from .ray import run_from_cli
+
+        return run_from_cli(task, inputs, raw_output, quiet=quiet, scale=scale, model=model, tile=tile,
+                            precision=precision, strength=strength, ensemble=ensemble, recursive=recursive,
+                            overwrite=overwrite, skip_existing=skip_existing, workers=workers,
+                            gpus_per_worker=gpus_per_worker or 0, cpus_per_worker=threads or 1, address=ray_address)
+    if ray_address is not None or workers is not None or gpus_per_worker is not None:
+        raise _fail("--ray-address, --workers and --gpus-per-worker are for --ray; add --ray or leave them out")
     try:
         jobs = plan_jobs(inputs, output, recursive=recursive)
     except HfpieError as error:
@@ -192,10 +282,12 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, m
         torch.set_num_threads(threads)
     try:
         network, torch_device = _load_network(task, scale, model, device)
+        resolve_precision(precision, torch_device)  # fp16 on the CPU: refused once, not once per image
     except (HfpieError, ValueError) as error:
         raise _fail(str(error)) from None
     written, skipped, failed = _run_jobs(jobs, network, device=torch_device, tile=tile, precision=precision,
-                                         strength=strength, overwrite=overwrite, skip_existing=skip_existing, quiet=quiet)
+                                         strength=strength, overwrite=overwrite, skip_existing=skip_existing, quiet=quiet,
+                                         ensemble=ensemble, output_format=output_format)
     if not quiet:
         typer.echo(f"{task}: wrote {written} of {len(jobs)} image(s)"
                    + (f", {skipped} skipped (already there)" if skipped else "")
@@ -205,40 +297,49 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, m
 
 
 @app.command()
-def denoise(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
+def denoise(inputs: InputsArg, output: ImageOutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
             tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
             skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False, quiet: QuietOpt = False,
             threads: ThreadsOpt = None, precision: PrecisionOpt = "auto",
-            strength: StrengthOpt = 1.0) -> None:
+            strength: StrengthOpt = 1.0, ensemble: EnsembleOpt = 1, output_format: FormatOpt = None,
+            ray: RayOpt = False, ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
+            gpus_per_worker: GpusPerWorkerOpt = None) -> None:
     """Remove noise. Example: hfpie denoise noisy.png -o clean.png"""
     _restore("denoise", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
              overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
-             precision=precision, strength=strength)
+             precision=precision, strength=strength, ensemble=ensemble, output_format=output_format,
+             ray=ray, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 @app.command()
-def deblur(inputs: InputsArg, output: OutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
+def deblur(inputs: InputsArg, output: ImageOutputOpt, model: ModelOpt = None, device: DeviceOpt = None,
            tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
            skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False, quiet: QuietOpt = False,
            threads: ThreadsOpt = None, precision: PrecisionOpt = "auto",
-           strength: StrengthOpt = 1.0) -> None:
+           strength: StrengthOpt = 1.0, ensemble: EnsembleOpt = 1, output_format: FormatOpt = None,
+            ray: RayOpt = False, ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
+            gpus_per_worker: GpusPerWorkerOpt = None) -> None:
     """Remove blur (blind). Example: hfpie deblur blurry.jpg -o sharp.jpg"""
     _restore("deblur", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
              overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
-             precision=precision, strength=strength)
+             precision=precision, strength=strength, ensemble=ensemble, output_format=output_format,
+             ray=ray, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 @app.command()
-def sr(inputs: InputsArg, output: OutputOpt,
+def sr(inputs: InputsArg, output: ImageOutputOpt,
        scale: Annotated[Optional[int], typer.Option("--scale", "-s", min=1, help="Upscaling factor (default: the model's; 4 for the default model).")] = None,
        model: ModelOpt = None, device: DeviceOpt = None, tile: TileOpt = None, fp32: Fp32Opt = False,
        overwrite: OverwriteOpt = False, skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False,
        quiet: QuietOpt = False, threads: ThreadsOpt = None, precision: PrecisionOpt = "auto",
-       strength: StrengthOpt = 1.0) -> None:
+       strength: StrengthOpt = 1.0, ensemble: EnsembleOpt = 1, output_format: FormatOpt = None,
+            ray: RayOpt = False, ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
+            gpus_per_worker: GpusPerWorkerOpt = None) -> None:
     """Super-resolve (upscale). Example: hfpie sr small.png --scale 4 -o large.png"""
     _restore("sr", inputs, output, scale=scale, model=model, device=device, tile=tile, fp32=fp32,
              overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
-             precision=precision, strength=strength)
+             precision=precision, strength=strength, ensemble=ensemble, output_format=output_format,
+             ray=ray, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 @app.command()

@@ -10,6 +10,7 @@ __all__ = [
     "ModelNotFoundError",
     "NoPretrainedWeightsError",
     "NonFiniteOutputError",
+    "OutputExistsError",
     "UnsupportedImageError",
     "WeightsIntegrityError",
 ]
@@ -47,6 +48,10 @@ class ImageWriteError(HfpieError, OSError):
 
     def __str__(self) -> str:  # OSError would add its errno fields
         return str(self.args[0]) if self.args else ""
+
+
+class OutputExistsError(ImageWriteError):
+    """An output file that exists and is not to be replaced (it may have appeared while the image was made)."""
 
 
 class DeviceNotAvailableError(HfpieError, ValueError):

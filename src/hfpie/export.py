@@ -5,6 +5,12 @@ config, the task and the sha256 of the weights, checked when the model is loaded
 a model card whose YAML metadata follows the Hub's specification: ``license``, ``library_name``,
 ``pipeline_tag``, ``tags``, ``datasets`` (training data), ``metrics`` and a ``model-index`` of the
 PSNR / SSIM evaluations. Speed and other measurements go in the card's text only.
+
+Everything on a card comes from the weights manifest: the training data is the entry's
+``training_folders`` (folders of ``../shared/data/train``, described with their provenance and
+licence in :data:`TRAINING_FOLDERS`) plus its ``training_data`` note on the stages, then its metrics
+and speeds. ``python scripts/model_cards.py`` writes the card of every shipped model to
+``docs/model-cards/`` (run it after the manifest changes; a test checks that they match).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +27,7 @@ from .checkpoint import HIGHPASS_FORMAT, checkpoint_format, read_config, read_me
 from .errors import ModelNotFoundError
 from .hub import LOSS_NETWORK_TASK, ModelEntry, download_weights, find_entry, load_network, sha256_of
 
-__all__ = ["export_hub_folder", "model_card"]
+__all__ = ["TRAINING_FOLDERS", "TrainingFolder", "export_hub_folder", "manifest_model_card", "model_card"]
 
 _TASK_TEXT = {
     "denoise": "blind colour image denoising",
@@ -32,10 +39,49 @@ _TASK_TAG = {"denoise": "image-denoising", "deblur": "image-deblurring", "sr": "
              LOSS_NETWORK_TASK: "loss-network"}
 _EVALUATION_METRICS = ("psnr", "ssim")
 """Metric types of the model-index: image quality against the ground truth (speed is not one)."""
-_TRAINING_DATASETS = {  # how a data set is spelled in the manifest's training_data -> its id in the card
-    "BSDS": "bsds500", "Sun-Hays": "sun-hays-80", "LIVE1": "live1", "T91": "t91", "DIV2K": "div2k",
-    "Flickr2K": "flickr2k", "SIDD": "sidd", "PolyU": "polyu",
+
+
+@dataclass(frozen=True)
+class TrainingFolder:
+    """One folder of training images, as a model card describes it."""
+
+    name: str
+    dataset_id: str
+    """Its id in the card's ``datasets`` metadata."""
+    content: str
+    licence: str
+    """The terms the images come with."""
+    research_only: bool = False
+    """Published for research use only: the card says so."""
+    per_file_licence: bool = False
+    """Each image under its own licence: the card says so."""
+
+
+_RESEARCH = "research use only (published with a benchmark, no licence beyond research use)"
+_UNRECORDED = "a public research image set; no licence is recorded with the project's copy"
+TRAINING_FOLDERS = {
+    "bsds400": TrainingFolder(
+        "BSDS400", "bsds500", "400 photos of the Berkeley Segmentation Dataset (BSDS500 train+val minus the 100 "
+        "BSD100 test images, so no CBSD68)", "research use (like BSDS500)", research_only=True),
+    "sun_hays80": TrainingFolder("Sun-Hays 80", "sun-hays-80", "80 scene photos of Sun & Hays", _UNRECORDED),
+    "live1": TrainingFolder("LIVE1", "live1", "the 29 lossless LIVE1 reference images", _UNRECORDED),
+    "t91": TrainingFolder("T91", "t91", "the 91-image super-resolution training set of Yang et al.", _UNRECORDED),
+    "urban_stitching": TrainingFolder(
+        "Urban stitching", "urban-stitching", "97 photos from public image-stitching benchmarks (APAP, ANAP, SPHP, "
+        "NISwGSP, CAVE, DFW, REW): cathedrals, frescos, piazzas, campus buildings, streets and bridges, camera JPEGs "
+        "box-downscaled by 4", _RESEARCH, research_only=True),
+    "strecha_architecture": TrainingFolder(
+        "Strecha architecture", "strecha-architecture", "14 photos of the Strecha et al. multi-view benchmark (EPFL, "
+        "2008): facades with repeated windows and arches and a fountain, box-downscaled by 2", _RESEARCH,
+        research_only=True),
+    "debian_wallpapers": TrainingFolder(
+        "Debian wallpapers", "debian-wallpapers", "35 photographs from Debian's lomiri, MATE and Plasma wallpaper "
+        "packages (flowers, objects, landscapes, strong colour), box-downscaled by 5",
+        "each file under its own licence (CC-BY, CC-BY-SA, CC0 or GPL-2+, as its Debian package states)",
+        per_file_licence=True),
 }
+"""Every folder of ``../shared/data/train`` a shipped model may be trained on (its provenance and
+licence from ``../shared/data/README.md``), by folder name as the manifest's ``training_folders`` lists it."""
 _LOCAL_PATH = re.compile(r"(?<![\w.])(?:\.{1,2}/|~/|/(?=[\w.]))[^\s,;()]*:?\s*")
 _CONFIG_FILE = re.compile(r"(?<![\w./])configs/[\w./-]+\.toml")
 
@@ -94,8 +140,46 @@ def _eval_results(task: str, scale: int, metrics: list[dict[str, Any]]) -> list[
     ]
 
 
-def _training_datasets(training_data: str) -> list[str]:
-    return [dataset_id for spelling, dataset_id in _TRAINING_DATASETS.items() if spelling in training_data]
+def _training_folders(entry: ModelEntry | None) -> list[TrainingFolder]:
+    """The folders ``entry`` lists in ``training_folders``; an unknown one is an error (describe it first)."""
+    names = list(entry.extra.get("training_folders", [])) if entry is not None else []
+    unknown = [name for name in names if name not in TRAINING_FOLDERS]
+    if unknown:
+        raise ValueError(f"training folders {unknown} of {entry.name if entry else 'the model'} are not described "
+                         "in hfpie.export.TRAINING_FOLDERS")
+    return [TRAINING_FOLDERS[name] for name in names]
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith(".") else text + "."
+
+
+def _data_lines(folders: list[TrainingFolder], note: str) -> list[tuple[str, str]]:
+    """The Training section's lines about data: the folders, the stages note and the licences."""
+    if not folders:
+        return [("Data", note or "not recorded for this checkpoint")]
+    listing = "".join(f"\n  - {folder.name}: {_sentence(folder.content)}" for folder in folders)
+    lines = [("Data", f"{len(folders)} folders of training images:{listing}")]
+    if note:
+        lines.append(("Stages", note))
+    licences = "".join(f"\n  - {folder.name}: {_sentence(folder.licence)}" for folder in folders)
+    lines.append(("Licences of the training images", "the MIT licence covers the weights and hfpie's code, not the "
+                  f"images they were trained on, which keep their own terms:{licences}"))
+    return lines
+
+
+def _data_terms(folders: list[TrainingFolder]) -> list[str]:
+    """Limitations that the training images' terms bring (research-only photos, per-file licences)."""
+    research = [folder.name for folder in folders if folder.research_only]
+    per_file = [folder.name for folder in folders if folder.per_file_licence]
+    terms = []
+    if research:
+        terms.append(f"Trained in part on photos published for research use only ({', '.join(research)}): check "
+                     "whether that matters for your use of the weights.")
+    if per_file:
+        terms.append(f"Trained in part on images under per-file licences ({', '.join(per_file)}: CC-BY, CC-BY-SA, "
+                     "CC0 or GPL-2+); their attributions are in the Debian packages they come from.")
+    return terms
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -125,7 +209,9 @@ def _format_compute(wall_time: Any) -> str:
         if amount:
             where = f" on {_public(wall_time[device])}" if device in wall_time else ""
             parts.append(f"{device.upper()}: {amount}{where}")
-    known = {"cpu", "gpu", "cpu_hours", "gpu_hours", "cpu_seconds", "gpu_seconds"}
+    if "continued_cpu_hours" in wall_time:
+        parts.append(f"continued on the CPU: {wall_time['continued_cpu_hours']} h")
+    known = {"cpu", "gpu", "cpu_hours", "gpu_hours", "cpu_seconds", "gpu_seconds", "continued_cpu_hours"}
     parts += [f"{key}: {_public(value)}" for key, value in wall_time.items() if key not in known]
     return "; ".join(parts)
 
@@ -202,6 +288,7 @@ def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: 
     repo_id = repo_id or (entry.repo_id if entry is not None else f"your-name/hfpie-{name}")
     metrics = list(extra.get("metrics", []))
     training_data = _public(entry.training_data) if entry is not None and entry.training_data else ""
+    folders = _training_folders(entry)
     image_model = task != LOSS_NETWORK_TASK
     eval_results = _eval_results(task, scale, metrics) if image_model else []
     data = ModelCardData(
@@ -210,7 +297,7 @@ def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: 
         pipeline_tag="image-to-image" if image_model else None,
         tags=["hfpie", "image-restoration" if image_model else "training-asset", _TASK_TAG.get(task, task),
               "pytorch", "safetensors"],
-        datasets=_training_datasets(training_data) or None,
+        datasets=[folder.dataset_id for folder in folders] or None,
         metrics=sorted({result.metric_type for result in eval_results}) or None,
         model_name=f"hfpie-{name}",
         eval_results=eval_results or None,
@@ -218,7 +305,8 @@ def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: 
 
     evaluation = [(m["dataset"], m.get("condition", ""), _metric_label(str(m["metric"])), m["value"])
                   for m in metrics if _metric_kind(m) == "evaluation"]
-    speed = [(m["dataset"], m.get("condition", ""), m["value"]) for m in metrics if _metric_kind(m) == "speed"]
+    speed = [(m["dataset"], m.get("condition", ""), str(m["metric"])[len("s/MP"):].strip(" ()"), m["value"])
+             for m in metrics if _metric_kind(m) == "speed"]
     other = [(m["dataset"], m.get("condition", ""), m["metric"], m["value"]) for m in metrics
              if _metric_kind(m) == "other"]
     sections = [
@@ -228,7 +316,7 @@ def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: 
         _usage(name, task, scale, repo_id, bundled=entry is not None),
         "## Training",
         "\n".join(f"- {label}: {value}" for label, value in [
-            ("Data", training_data or "not recorded for this checkpoint"),
+            *_data_lines(folders, training_data),
             ("Steps", _format_steps(extra["steps"]) if "steps" in extra else ""),
             ("Compute", _format_compute(extra["wall_time"]) if "wall_time" in extra else ""),
             ("Recipe", _format_recipe(extra.get("training_command"))),
@@ -238,11 +326,13 @@ def model_card(name: str, task: str, scale: int, config: dict[str, Any], entry: 
         + "\n\n" + _protocol(task, scale),
     ]
     if speed:
-        label = next((str(m["metric"])[len("s/MP"):].strip(" ()") for m in metrics if _metric_kind(m) == "speed"), "")
-        sections += ["## Speed", _table(speed, ("data set", "condition", f"seconds per megapixel ({label})"))]
+        sections += ["## Speed", _table(speed, ("data set", "condition", "machine, precision", "seconds per megapixel"))
+                     + "\n\nSeconds per megapixel of output on the CPU named, measured with the benchmarks of the "
+                     'hfpie repository. bf16 (bfloat16 autocast) is what `precision="auto"` picks on CPUs with AMX / '
+                     "AVX-512 BF16; fp32 elsewhere."]
     if other:
         sections += ["## Other measurements", _table(other, ("data set", "condition", "measure", "value"))]
-    limitations = [_public(item) for item in _as_list(extra.get("limitations"))]
+    limitations = [_public(item) for item in _as_list(extra.get("limitations"))] + _data_terms(folders)
     limitations += [
         "Trained on a small set of natural photographs on a small compute budget: expect weaker results on "
         "degradations outside the training distribution (other noise types, motion blur, heavy JPEG).",
@@ -279,6 +369,22 @@ def _read_local(path: Path) -> tuple[Path, str, str, int, dict[str, Any]]:
     return path, metadata.get("name", path.stem), task, network.config.scale, network.config.to_dict()
 
 
+def _from_manifest(name: str) -> tuple[ModelEntry, Path, dict[str, Any], int]:
+    """(entry, verified weights file, network config, scale) of the manifest model ``name``."""
+    entry = find_entry(name)
+    weights = download_weights(entry)
+    if entry.task == LOSS_NETWORK_TASK:  # the high-pass loss network: a training asset with its own config
+        return entry, weights, read_config(weights)[1], entry.scale
+    network = load_network(weights, entry.config or None)
+    return entry, weights, network.config.to_dict(), network.config.scale
+
+
+def manifest_model_card(name: str, repo_id: str | None = None) -> str:
+    """The card of manifest model ``name``: what ``hfpie hub-export NAME`` writes as README.md."""
+    entry, _, config, scale = _from_manifest(name)
+    return model_card(entry.name, entry.task, scale, config, entry, repo_id)
+
+
 def export_hub_folder(model: str | os.PathLike[str], folder: str | os.PathLike[str], *, overwrite: bool = False,
                       repo_id: str | None = None) -> Path:
     """Write ``model.safetensors``, ``config.json`` and ``README.md`` for the Hub into ``folder``.
@@ -297,14 +403,8 @@ def export_hub_folder(model: str | os.PathLike[str], folder: str | os.PathLike[s
     elif str(model).endswith((".safetensors", ".pth", ".pt", ".bin", ".ckpt")):
         raise ModelNotFoundError(f"{model} does not exist; give an existing weights file, exported folder or model name.")
     else:
-        entry = find_entry(str(model))
-        weights = download_weights(entry)
-        name, task, scale = entry.name, entry.task, entry.scale
-        if task == LOSS_NETWORK_TASK:  # the high-pass loss network: a training asset with its own config
-            config = read_config(weights)[1]
-        else:
-            network = load_network(weights, entry.config or None)
-            config, scale = network.config.to_dict(), network.config.scale
+        entry, weights, config, scale = _from_manifest(str(model))
+        name, task = entry.name, entry.task
     card = model_card(name, task, scale, config, entry, repo_id)
     return _write_folder(folder, weights, name, task, scale, config, card)
 

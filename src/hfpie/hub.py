@@ -273,6 +273,41 @@ def _root_cause(error: BaseException) -> BaseException:
     return error
 
 
+_HUB_TIMEOUT = 5.0
+"""Seconds to wait for the Hub to answer before it counts as unreachable (``HF_HUB_ETAG_TIMEOUT`` overrides it)."""
+
+
+def _hub_timeout() -> float:
+    return float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or _HUB_TIMEOUT)
+
+
+def _refuse_unreachable_hub(repo_id: str, filename: str, revision: str, *, what: str, retry: str) -> None:
+    """Raise NoPretrainedWeightsError at once when ``filename`` is not cached and the Hub does not answer.
+
+    huggingface_hub, finding no cached copy after a failed request, retries with a back-off for about
+    25 s; one request with a short timeout and no retries tells the same sooner. Any answer of the
+    Hub (a missing repository included) is left to :func:`huggingface_hub.hf_hub_download` to report.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import FileMetadataError, HfHubHTTPError
+
+    if isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=_hub_cache_dir(), revision=revision), str):
+        return
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint), timeout=_hub_timeout(),
+                             endpoint=endpoint, library_name="hfpie")
+    except (HfHubHTTPError, FileMetadataError):
+        return  # the Hub answered
+    except Exception as error:  # no answer: huggingface_hub's HTTP client's connection and timeout errors
+        raise NoPretrainedWeightsError(
+            f"{what}: the Hugging Face Hub ({endpoint or 'https://huggingface.co'}) cannot be reached "
+            f"({_first_line(_root_cause(error))}) and it is not in the local cache. Use a bundled model "
+            f"(`hfpie models`) or a local file (--model PATH), or run `{retry}` once online "
+            "(HF_HUB_OFFLINE=1 skips the Hub)."
+        ) from None
+
+
 def _hub_download(repo_id: str, filename: str, revision: str, *, force: bool, what: str, retry: str,
                   missing_file: str) -> Path:
     """:func:`huggingface_hub.hf_hub_download` with its errors turned into one-line hfpie errors.
@@ -290,6 +325,8 @@ def _hub_download(repo_id: str, filename: str, revision: str, *, force: bool, wh
         RevisionNotFoundError,
     )
 
+    if not force and not _offline():
+        _refuse_unreachable_hub(repo_id, filename, revision, what=what, retry=retry)
     try:
         return Path(hf_hub_download(
             repo_id=repo_id,
@@ -300,6 +337,7 @@ def _hub_download(repo_id: str, filename: str, revision: str, *, force: bool, wh
             local_files_only=_offline(),
             force_download=force,
             library_name="hfpie",
+            etag_timeout=_hub_timeout(),
         ))
     except LocalEntryNotFoundError as error:  # before EntryNotFoundError: it is a subclass
         reason = "because HF_HUB_OFFLINE is set" if _offline() else f"({_first_line(_root_cause(error))})"

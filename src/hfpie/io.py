@@ -4,32 +4,40 @@ What is kept from input to output: the file format (unless the output name says 
 depth (8 or 16 bits per channel), greyscale vs colour, the alpha channel, EXIF (with the orientation
 reset, since it is applied on reading) and the ICC profile. Palette images come back as RGB(A).
 
-Reading decodes the whole file and refuses incomplete data (a PNG whose pixel data stops early is
-decoded silently by Pillow; we count its rows), animated and multi-page files (one frame would be
+Reading decodes the whole file and refuses incomplete data (a PNG whose pixel data stops early, or a
+JPEG cut short with its end marker put back, is decoded silently by Pillow: we count the PNG's rows
+and probe the JPEG's scan data), animated and multi-page files (one frame would be
 lost), and modes that cannot be kept. CMYK is converted to RGB, through its ICC profile when it has one.
 
+A file is read once, and every check runs on those bytes, so pipes, ``/dev/stdin`` and ``-``
+(standard input) work as inputs.
+
 Writes are atomic: the whole file is encoded in memory, written to a temporary file beside the
-target and renamed over it, so a crash or Ctrl-C never leaves a half-written image. A new file gets
+target and renamed over it (or, when an existing file must not be replaced, linked to its name,
+which fails if the name is taken), so a crash or Ctrl-C never leaves a half-written image. A new file gets
 the permissions of an ordinary write (0666 less the umask); a replaced file keeps its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import re
 import secrets
 import stat
 import struct
+import sys
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageCms, ImageOps, UnidentifiedImageError
 
-from .errors import ImageReadError, ImageWriteError, UnsupportedImageError
+from .errors import ImageReadError, ImageWriteError, OutputExistsError, UnsupportedImageError
 
 __all__ = [
     "ImageFile",
@@ -37,9 +45,11 @@ __all__ = [
     "WRITABLE_SUFFIXES",
     "atomic_write_bytes",
     "check_can_encode",
+    "decode_image",
     "encode_image",
     "format_for",
     "image_file_from_pil",
+    "is_stdio",
     "read_image",
     "to_pil",
     "write_image",
@@ -52,6 +62,8 @@ WRITABLE_SUFFIXES = tuple(sorted(_FORMATS))
 READ_SUFFIXES = frozenset({*_FORMATS, ".gif"})
 """Suffixes of the files a folder contributes (to the CLI's batches and to training sets)."""
 """Output suffixes hfpie writes."""
+STDIO = "-"
+"""The file name of standard input (as an input) and standard output (as an output)."""
 _SUPPORTED_MODES = {"L", "LA", "RGB", "RGBA", "P", "PA", "I;16", "I;16B", "I;16L", "I", "CMYK"}
 _PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
@@ -106,15 +118,20 @@ def read_image(path: str | os.PathLike[str]) -> ImageFile:
             animated or multi-page file. CMYK is converted to RGB (through its ICC profile if any).
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a folder, not an image file")
+    return decode_image(_read_bytes(path), path)
+
+
+def decode_image(data: bytes, name: str | os.PathLike[str] = "image") -> ImageFile:
+    """:func:`read_image` of a file's bytes (read from a URI, an object store, a data frame...);
+    ``name`` (the file's path or URI) starts its error messages. Raises as :func:`read_image`."""
+    path = name
     try:
-        with Image.open(path) as opened:
+        with Image.open(io.BytesIO(data)) as opened:
             _refuse_animation(opened, path)
             if opened.format == "PNG":
-                _refuse_incomplete_png(path)
+                _refuse_incomplete_png(data, path)
+            elif opened.format in {"JPEG", "MPO"}:
+                _refuse_incomplete_jpeg(data, opened, path)
             opened.load()
             image_format = opened.format or "PNG"
             mode = opened.mode
@@ -122,7 +139,9 @@ def read_image(path: str | os.PathLike[str]) -> ImageFile:
             upright = ImageOps.exif_transpose(opened)
             exif = upright.getexif()
             exif_bytes = exif.tobytes() if len(exif) else None
-            decoded = image_file_from_pil(upright, str(path))
+            # Pillow opens as mode I only files of more than 8 bits a sample (16-bit PGM, signed or
+            # 32-bit TIFF, 16-bit grey PNG in older Pillow): values past 16 bits are refused there.
+            decoded = image_file_from_pil(upright, str(path), bit_depth=16 if mode == "I" else None)
             icc = decoded.icc_profile if mode == "CMYK" else opened.info.get("icc_profile") or None
             pixels, alpha = decoded.pixels, decoded.alpha
     except UnidentifiedImageError as error:
@@ -136,7 +155,7 @@ def read_image(path: str | os.PathLike[str]) -> ImageFile:
         raise ImageReadError(f"{path}: cannot decode the image, it may be truncated or corrupted ({error})") from None
     if image_format in {"PNG", "TIFF"} and pixels.dtype == np.uint8 and pixels.shape[2] == 3:
         # Pillow reads 16-bit colour as 8-bit: take the pixels from OpenCV when the file is deeper.
-        deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        deep = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
             deep = _orient(deep, orientation)
             pixels = np.ascontiguousarray(deep[..., 2::-1])
@@ -144,8 +163,33 @@ def read_image(path: str | os.PathLike[str]) -> ImageFile:
     return ImageFile(pixels=pixels, alpha=alpha, format=image_format, exif=exif_bytes, icc_profile=icc)
 
 
-def image_file_from_pil(image: Image.Image, name: str = "image") -> ImageFile:
-    """Pixels and alpha of a PIL image (format PNG, no EXIF); ``name`` is used in error messages."""
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of the file ``path``, read once: a pipe, ``/dev/stdin`` or ``-`` (standard input) can be read
+    only once, so every check runs on these bytes rather than opening the file again."""
+    if is_stdio(path):
+        return sys.stdin.buffer.read()
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image file")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot read the file ({error.strerror or error})") from None
+
+
+def is_stdio(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``-``: standard input as an input, standard output as an output (as Unix tools read it)."""
+    return os.fspath(path) == STDIO
+
+
+def image_file_from_pil(image: Image.Image, name: str = "image", *, bit_depth: int | None = None) -> ImageFile:
+    """Pixels and alpha of a PIL image (format PNG, no EXIF); ``name`` is used in error messages.
+
+    ``bit_depth`` (8 or 16) says what a mode ``I`` image holds: Pillow gives that mode to 8-bit data
+    converted with ``.convert("I")`` as well as to some 16-bit files, so the pixels cannot tell. A
+    mode ``I`` image without it is refused.
+    """
     if image.mode not in _SUPPORTED_MODES:
         raise UnsupportedImageError(
             f"{name}: images of mode {image.mode} are not supported; convert it to RGB or greyscale first"
@@ -154,7 +198,7 @@ def image_file_from_pil(image: Image.Image, name: str = "image") -> ImageFile:
         raise ImageReadError(f"{name}: the image has no pixels")
     if image.mode == "CMYK":
         image = _cmyk_to_rgb(image, name)
-    pixels, alpha = _pixels_from_pil(image, name)
+    pixels, alpha = _pixels_from_pil(image, name, bit_depth)
     return ImageFile(pixels=pixels, alpha=alpha, format="PNG", icc_profile=image.info.get("icc_profile") or None)
 
 
@@ -172,14 +216,13 @@ def _refuse_animation(image: Image.Image, path: Path) -> None:
         )
 
 
-def _refuse_incomplete_png(path: Path) -> None:
-    """Raise when a PNG's pixel data stops before its last row.
+def _refuse_incomplete_png(data: bytes, path: Path) -> None:
+    """Raise when the PNG ``data`` (of the file ``path``) stops before its last row.
 
     Pillow decodes a complete zlib stream that holds too few rows without an error (the missing rows
     come out black), so the rows the header promises are counted here, before any decoding:
     inflating stops as soon as enough bytes are seen, so a huge size claimed by a tiny file costs nothing.
     """
-    data = path.read_bytes()
     width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     bits = depth * _PNG_SAMPLES.get(colour_type, 4)
     needed = 0
@@ -206,6 +249,77 @@ def _refuse_incomplete_png(path: Path) -> None:
         )
 
 
+_JPEG_SCAN_END = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+"""The marker that ends a JPEG scan's entropy-coded data: 0xFF then neither a stuffed 0x00 nor a restart."""
+_JPEG_PROBE = bytes((index * 73 + 0x9B) % 255 for index in range(512))
+"""Bytes that read as entropy-coded data (no 0xFF; the first bit set, where a decoder out of data reads 0s)."""
+_JPEG_HUFFMAN_FRAMES = {0xC0, 0xC1, 0xC2}
+"""Start-of-frame markers of Huffman-coded JPEGs (baseline, extended, progressive): at least 1 bit per block."""
+
+
+def _jpeg_layout(data: bytes) -> tuple[int | None, int | None, bool]:
+    """Where the first image of a JPEG ends (the offset of its EOI marker, None if it has none), its
+    start-of-frame marker, and whether it has restart intervals; header segments are skipped by length."""
+    position, frame, restarts = 2, None, False
+    while position + 2 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xD9:
+            return position, frame, restarts
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill byte, parameterless markers
+            position += 1 if marker == 0xFF else 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in {0xC4, 0xC8, 0xCC} and frame is None:
+            frame = marker
+        if marker == 0xDD:  # define restart interval: MCUs per interval, 0 for none
+            restarts = restarts or int.from_bytes(data[position + 4 : position + 6], "big") > 0
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:
+            end = _JPEG_SCAN_END.search(data, position)
+            if end is None:
+                break
+            position = end.end() - 2
+    return None, frame, restarts
+
+
+def _refuse_incomplete_jpeg(data: bytes, image: Image.Image, name: str | os.PathLike[str]) -> None:
+    """Raise when the JPEG ``data`` stops before its last pixel; else load ``image``, opened from it.
+
+    libjpeg decodes a scan cut short and closed by an end marker with a warning only (Pillow drops
+    it): the missing blocks come out flat grey. So the file is decoded again with a run of made-up
+    entropy-coded bytes put before its end marker: a complete scan never reads them (the decoder
+    skips bytes before a marker), an incomplete one does, and its pixels change. A file with restart
+    intervals cut right at the end of one would skip them too (the decoder looks for the next restart
+    marker), so it gets two more probes that start with restart markers 0 and 4: whichever number it
+    expects, libjpeg resumes decoding at one of the two.
+    Before any decoding, a Huffman-coded file smaller than one bit per 8x8 block of the size its
+    header claims is refused outright (a tiny file claiming a huge image would otherwise be decoded).
+    """
+    end, frame, restarts = _jpeg_layout(data)
+    width, height = image.size
+
+    def refuse(why: str) -> ImageReadError:
+        return ImageReadError(
+            f"{name}: the image data is incomplete ({why}); it is truncated or damaged, so get the file again"
+        )
+
+    blocks = -(-width // 8) * -(-height // 8)
+    if frame in _JPEG_HUFFMAN_FRAMES and 8 * len(data) < blocks:
+        raise refuse(f"{len(data)} bytes cannot hold the {width}x{height} pixels the header claims")
+    image.load()
+    if end is None:
+        return  # no end marker: Pillow reports the truncation itself
+    probes = [b""] + ([b"\xff\xd0", b"\xff\xd4"] if restarts else [])
+    for restart in probes:
+        try:
+            with Image.open(io.BytesIO(data[:end] + restart + _JPEG_PROBE + data[end:])) as probe:
+                probe.load()
+                changed = probe.mode != image.mode or ImageChops.difference(probe, image).getbbox() is not None
+        except (OSError, SyntaxError, ValueError):
+            changed = True  # the made-up bytes were decoded, and broke the scan
+        if changed:
+            raise refuse(f"the compressed data stops before the last of the {width}x{height} pixels")
+
+
 def _cmyk_to_rgb(image: Image.Image, name: str) -> Image.Image:
     """RGB of a CMYK image: through its ICC profile into sRGB (which the result then carries), else Pillow's
     plain conversion, as most viewers do for untagged CMYK."""
@@ -224,17 +338,25 @@ def _cmyk_to_rgb(image: Image.Image, name: str) -> Image.Image:
     return converted
 
 
-def _pixels_from_pil(image: Image.Image, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _pixels_from_pil(image: Image.Image, name: str, bit_depth: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     mode = image.mode
     if mode in {"P", "PA"}:
         has_alpha = mode == "PA" or "transparency" in image.info
         image = image.convert("RGBA" if has_alpha else "RGB")
         mode = image.mode
+    if mode == "I" and bit_depth not in (8, 16):
+        raise UnsupportedImageError(
+            f"{name}: a mode I image may hold 8-bit or 16-bit values; say which by converting it: "
+            "image.convert('L') for 8-bit values, image.convert('I;16') for 16-bit"
+        )
     if mode in {"I;16", "I;16B", "I;16L", "I"}:
         array = np.asarray(image)
-        if mode == "I" and (array.min() < 0 or array.max() > 65535):
-            raise UnsupportedImageError(f"{name}: 32-bit integer images are not supported; save it as 16-bit")
-        return array.astype(np.uint16)[..., None], None
+        if mode == "I" and (array.min() < 0 or array.max() >= 1 << bit_depth):
+            if bit_depth == 16:
+                raise UnsupportedImageError(f"{name}: 32-bit integer images are not supported; save it as 16-bit")
+            raise UnsupportedImageError(f"{name}: values {array.min()} to {array.max()} do not fit in 8 bits; "
+                                        "pass bit_depth=16")
+        return array.astype(np.uint8 if bit_depth == 8 else np.uint16)[..., None], None
     array = np.asarray(image)
     if mode == "L":
         return array[..., None].copy(), None
@@ -345,12 +467,41 @@ def _encode_deep_colour(image: ImageFile, image_format: str) -> bytes:
     return data[:header_end] + extra + data[header_end:]
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+"""What os.link raises on file systems without hard links (FAT, exFAT, some network and FUSE mounts)."""
+
+
+def _publish_new(temporary: Path, path: Path) -> None:
+    """Give the finished ``temporary`` the name ``path`` unless a file has it: FileExistsError then, and it is kept.
+
+    A hard link fails when the name is taken, so of two runs writing the same output one wins and the
+    other hears of it (a rename would silently replace the first). Without hard links the name is
+    claimed with an exclusive create, then the finished file renamed over that claim.
+    """
+    try:
+        os.link(temporary, path)
+    except OSError as error:
+        if isinstance(error, FileExistsError) or error.errno not in _NO_HARD_LINKS:
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # FileExistsError if taken
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            path.unlink(missing_ok=True)  # our own empty claim
+            raise
+        return
+    with contextlib.suppress(OSError):
+        temporary.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing.
 
     The file gets the permissions an ordinary write gives it (0666 less the umask, as ``open`` does),
-    or keeps those of the file it replaces. Raises ImageWriteError naming ``path`` (never the
-    temporary file) when it cannot be written.
+    or keeps those of the file it replaces. With ``overwrite=False`` an existing ``path`` is never
+    replaced, even one that appeared while ``data`` was being made (another run writing the same
+    output): OutputExistsError then, and that file is kept. Raises ImageWriteError naming ``path``
+    (never the temporary file) when it cannot be written; the temporary file is always removed.
     """
     path = Path(path)
     try:
@@ -366,15 +517,23 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.fsync(handle.fileno())
         if mode is not None:
             os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            _publish_new(temporary, path)
     except BaseException as error:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
+        if isinstance(error, FileExistsError):
+            raise OutputExistsError(f"{path}: already exists (another run may have written it meanwhile); "
+                                    "it was kept") from None
         if isinstance(error, OSError) and not isinstance(error, ImageWriteError):
             raise ImageWriteError(f"{path}: cannot write the file ({error.strerror or error})") from None
         raise
 
 
-def write_image(path: str | os.PathLike[str], image: ImageFile, image_format: str | None = None) -> None:
-    """Encode ``image`` (format from ``image_format``, else the suffix, else ``image.format``) atomically."""
-    atomic_write_bytes(path, encode_image(image, image_format or format_for(path, image.format)))
+def write_image(path: str | os.PathLike[str], image: ImageFile, image_format: str | None = None, *,
+                overwrite: bool = True) -> None:
+    """Encode ``image`` (format from ``image_format``, else the suffix, else ``image.format``) atomically;
+    ``overwrite=False`` never replaces an existing file (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, encode_image(image, image_format or format_for(path, image.format)), overwrite=overwrite)

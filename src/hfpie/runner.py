@@ -26,11 +26,12 @@ from .cpu_memory import HEAP_REUSE_MEMORY_FACTOR, heap_reuse, heap_reuse_enabled
 from .errors import DeviceNotAvailableError, NonFiniteOutputError
 from .models import HFPIENet
 from .precision import resolve_precision
-from .tiling import TileSpec, pad_to_multiple, tiled_forward
+from .tiling import TileSpec, TileWriter, pad_to_working_size, tiled_forward
 
 __all__ = [
     "CPU_TILE",
     "DEFAULT_MAX_HALO",
+    "MIN_WORKING_SIDE",
     "RunPlan",
     "available_devices",
     "default_device",
@@ -48,7 +49,16 @@ model (1 MP photo, 256 px tiles): at most 0.001 of an 8-bit level from the whole
 CPU_TILE = 512
 """Core side (input pixels) of the default tiles on the CPU. Windows of about 640 x 640 keep each
 layer's working set small and reuse the same heap memory tile after tile; whole-image passes over
-larger images page-fault gigabytes of fresh memory and run up to 2x slower per pixel (docs/speed.md)."""
+larger images page-fault gigabytes of fresh memory and run up to 2x slower per pixel (docs/speed.md).
+Networks of scale 3 and more take cores of ``2 * CPU_TILE // scale`` (256 for x4): a 640 px window
+becomes 2560 px feature maps in the x4 upsampler, which kept `hfpie sr --scale 4` at a 3.1 GB peak for
+64 MP of output; 384 px windows peak at 1.5 GB for 10% more time (docs/speed.md)."""
+
+MIN_WORKING_SIDE = 64
+"""Images are padded (by reflection) to at least this many pixels a side before the network runs, and
+cropped after: a tiny image or a thin strip would otherwise lie all within reach of the network's
+zero-padded borders, and come out shifted in colour (a flat 1 x 1 image by up to 25 levels) or
+noisier than it went in. Measured in tests/test_tiling.py's strips and flat images."""
 
 
 def default_device() -> torch.device:
@@ -119,10 +129,11 @@ def _memory_budget(device: torch.device) -> float:
 
 def suggest_tile_size(network: HFPIENet, device: torch.device, *, half: bool, halo: int) -> int:
     """Largest core side whose tile (core plus halo on both sides) fits the device's free memory;
-    at most :data:`CPU_TILE` on the CPU, where smaller windows run faster per pixel."""
+    at most :data:`CPU_TILE` on the CPU (less for scales past 2), where smaller windows run faster per pixel."""
     side = int((_memory_budget(device) / _bytes_per_pixel(network, half)) ** 0.5) - 2 * halo
     if device.type == "cpu":
-        side = min(side, CPU_TILE)
+        scale = network.config.scale
+        side = min(side, CPU_TILE if scale <= 2 else 2 * CPU_TILE // scale)
     alignment = network.config.alignment
     return max(side // alignment * alignment, 4 * alignment, 64)
 
@@ -199,11 +210,13 @@ def run_network(
     tile_batch: int | None = None,
     precision: str | None = None,
     batch: int | None = None,
-) -> torch.Tensor:
+    write: TileWriter | None = None,
+) -> torch.Tensor | None:
     """Run ``network`` on an (N, C, H, W) float image in [0, 1] of any size; output on the CPU.
 
-    Pads to the network's ``multiple_of`` once, tiles when the image does not fit in memory (or when
-    ``tile`` is given), and crops the padding off the output.
+    Pads to the network's ``multiple_of`` once (sides under :data:`MIN_WORKING_SIDE` to that size),
+    tiles when the image does not fit in memory (or when ``tile`` is given), and crops the padding off
+    the output.
 
     Tile: ``None`` (automatic) runs the whole image when it fits in one window of the memory budget
     (at most :data:`CPU_TILE` plus halos on the CPU), else tiles of the largest side that fits.
@@ -223,6 +236,12 @@ def run_network(
     ``"fp32"``, ``"bf16"`` or ``"fp16"`` force one. 16-bit tiles with non-finite values are redone in
     float32. ``half`` is the old flag: True means the device's 16-bit type, False "fp32".
 
+    Write: None (the default) returns the whole output as one float32 tensor. A callback instead gets
+    each piece of the output as soon as its tile is done, ``write((top, bottom, left, right), piece)``:
+    the box in output pixels of the (unpadded) image and the (N, C', h, w) float32 values, clamped to
+    [0, 1] and checked finite, exactly the values of the whole tensor there; nothing is returned.
+    ``enhance()`` converts each piece to the output's dtype on the spot (no full-size float copy).
+
     Raises:
         NonFiniteOutputError: the output holds NaN or inf even in float32 (damaged weights).
     """
@@ -232,17 +251,39 @@ def run_network(
         tile_batch = batch
     config = network.config
     height, width = image.shape[-2:]
-    padded, _ = pad_to_multiple(image.float().cpu(), config.multiple_of)
+    padded, (top, left) = pad_to_working_size(image.float().cpu(), config.multiple_of, MIN_WORKING_SIDE)
     plan = plan_run(network, tuple(padded.shape[-2:]), device=device, tile=tile, halo=halo, precision=precision,
                     half=half, tile_batch=tile_batch)
+    scale = config.scale
+    first_row, first_column = top * scale, left * scale
+    out_height, out_width = height * scale, width * scale
+    output: torch.Tensor | None = None
+    if write is None:
+        output = torch.empty((image.shape[0], config.out_channels, out_height, out_width), dtype=torch.float32)
+
+    def keep(box: tuple[int, int, int, int], core: torch.Tensor) -> None:
+        """The part of a core (box in padded output pixels) that lies in the image, checked and clamped."""
+        core_top, core_bottom, core_left, core_right = box
+        rows = max(core_top, first_row), min(core_bottom, first_row + out_height)
+        columns = max(core_left, first_column), min(core_right, first_column + out_width)
+        if rows[0] >= rows[1] or columns[0] >= columns[1]:
+            return  # all padding
+        piece = core[..., rows[0] - core_top : rows[1] - core_top, columns[0] - core_left : columns[1] - core_left]
+        if not bool(torch.isfinite(piece).all()):
+            raise NonFiniteOutputError(
+                "the network gave NaN or infinite values"
+                + (f" in {plan.precision} and again in float32" if plan.precision != "fp32" else "")
+                + "; its weights are probably damaged: load the model file again (or retrain)"
+            )
+        piece = piece.clamp(0.0, 1.0)  # a new tensor: the core is an inference tensor
+        place = (rows[0] - first_row, rows[1] - first_row, columns[0] - first_column, columns[1] - first_column)
+        if write is not None:
+            write(place, piece)
+        else:
+            assert output is not None
+            output[..., place[0] : place[1], place[2] : place[3]] = piece
+
     with heap_reuse() if plan.device.type == "cpu" else nullcontext():
-        output = tiled_forward(network, padded, plan.spec, tile=plan.tile, device=plan.device,
-                               precision=plan.precision, progress=progress, tile_batch=plan.tile_batch)
-    output = output[..., : height * config.scale, : width * config.scale]
-    if not bool(torch.isfinite(output).all()):
-        raise NonFiniteOutputError(
-            "the network gave NaN or infinite values"
-            + (f" in {plan.precision} and again in float32" if plan.precision != "fp32" else "")
-            + "; its weights are probably damaged: load the model file again (or retrain)"
-        )
-    return output.clamp_(0.0, 1.0)
+        tiled_forward(network, padded, plan.spec, tile=plan.tile, device=plan.device, precision=plan.precision,
+                      progress=progress, tile_batch=plan.tile_batch, write=keep)
+    return output
