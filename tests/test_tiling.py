@@ -176,3 +176,15 @@ def test_run_network_crops_the_working_padding_off(size) -> None:
     x = torch.rand(1, 3, *size)
     torch.testing.assert_close(run_network(make_identity(), x, device="cpu"), x, rtol=0, atol=1e-6)
     assert run_network(make_network(2), x, device="cpu").shape == (1, 3, size[0] * 2, size[1] * 2)
+
+
+@pytest.mark.parametrize(("scale", "core"), [(1, 512), (2, 512), (3, 340), (4, 256)])
+def test_cpu_cores_shrink_for_large_scales(scale: int, core: int) -> None:
+    """x1 and x2 models take 512 px cores on the CPU; x4 takes 256, so that its upsampler's feature maps
+    stay near those of x2 (64 MP of x4 output: 1.35 GB peak instead of 2.9, docs/speed.md)."""
+    from hfpie import runner
+
+    network = make_network(scale)
+    side = runner.suggest_tile_size(network, torch.device("cpu"), half=False, halo=16)
+    alignment = network.config.alignment
+    assert side == core // alignment * alignment

@@ -55,10 +55,11 @@ becomes 2560 px feature maps in the x4 upsampler, which kept `hfpie sr --scale 4
 64 MP of output; 384 px windows peak at 1.5 GB for 10% more time (docs/speed.md)."""
 
 MIN_WORKING_SIDE = 64
-"""Images are padded (by reflection) to at least this many pixels a side before the network runs, and
-cropped after: a tiny image or a thin strip would otherwise lie all within reach of the network's
-zero-padded borders, and come out shifted in colour (a flat 1 x 1 image by up to 25 levels) or
-noisier than it went in. Measured in tests/test_tiling.py's strips and flat images."""
+"""Images are padded (their edge pixels repeated, :func:`hfpie.tiling.pad_to_working_size`) to at least
+this many pixels a side before the network runs, and cropped after: a tiny image or a thin strip would
+otherwise lie all within reach of the network's zero-padded borders, and come out shifted in colour (a
+flat 1 x 1 image by up to 25 levels) or noisier than it went in. Checked on the shipped models by
+tests/test_shipped_models.py (flat images 1x1 to 8x8, strips 1 to 16 px)."""
 
 
 def default_device() -> torch.device:
