@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .ensemble import check_ensemble, self_ensemble
-from .errors import UnsupportedImageError
-from .hub import load_model
+from .errors import HfpieError, UnsupportedImageError
+from .hub import list_models, load_model
 from .io import ImageFile, image_file_from_pil, read_image, to_pil
 from .models import HFPIENet
 from .tasks import check_task, output_scale
@@ -33,9 +33,11 @@ __all__ = [
     "default_device",
     "enhance",
     "enhance_image_file",
+    "load_checked_network",
     "resolve_device",
     "resolve_network",
     "run_network",
+    "sr_scale",
     "suggest_tile_size",
 ]
 
@@ -302,6 +304,32 @@ def resolve_network(task: str, scale: int, model: str | os.PathLike[str] | HFPIE
             + (f"with scale={scale} needs a x{scale} model" if task == "sr" else "needs a scale-1 model")
         )
     return network
+
+
+def sr_scale(scale: int | None, model: str | os.PathLike[str] | None, device: torch.device | str | None) -> int:
+    """The SR factor of a batch: ``scale``, else the model's own, else 4; a pretrained scale that does not
+    exist is refused (HfpieError naming the scales there are)."""
+    if scale is None:
+        return 4 if model is None else load_model(model, device=device).config.scale
+    scales = sorted({entry.scale for entry in list_models() if entry.task == "sr"})
+    if model is None and scales and scale not in scales:
+        raise HfpieError(
+            f"there is no pretrained x{scale} super-resolution model; the scales there are: "
+            f"{', '.join(map(str, scales))} (or pass --model with a x{scale} checkpoint)"
+        )
+    return scale
+
+
+def load_checked_network(task: str, scale: int | None, model: str | os.PathLike[str] | None,
+                         device: torch.device | str | None) -> tuple[HFPIENet, torch.device]:
+    """The network of a batch (the CLI's, Ray's) and the device to run it on, checked before any image
+    is read: the scale as :func:`sr_scale` gives it, and weights holding NaN or inf refused as damaged."""
+    resolved = resolve_device(device)
+    network = resolve_network(task, sr_scale(scale, model, device) if task == "sr" else 1, model, device)
+    if not all(bool(torch.isfinite(value).all()) for value in network.state_dict().values() if value.is_floating_point()):
+        raise HfpieError(f"{model or task}: the weights hold NaN or infinite values, the file is damaged; "
+                         "get or export it again")
+    return network, next(network.parameters()).device if device is None else resolved
 
 
 def _progress_callback(progress: bool | Callable[[int, int], None]) -> Callable[[int, int], None] | None:

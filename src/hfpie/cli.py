@@ -100,39 +100,6 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _sr_scale(scale: int | None, model: str | None, device: str | None) -> int:
-    """The SR factor: ``--scale``, else the model's own, else 4; a pretrained scale that does not exist is refused."""
-    from .hub import list_models, load_model
-
-    if scale is None:
-        return 4 if model is None else load_model(model, device=device).config.scale
-    scales = sorted({entry.scale for entry in list_models() if entry.task == "sr"})
-    if model is None and scales and scale not in scales:
-        raise HfpieError(
-            f"there is no pretrained x{scale} super-resolution model; the scales there are: "
-            f"{', '.join(map(str, scales))} (or pass --model with a x{scale} checkpoint)"
-        )
-    return scale
-
-
-def _refuse_damaged_weights(network: HFPIENet, name: str) -> None:
-    import torch
-
-    if not all(bool(torch.isfinite(value).all()) for value in network.state_dict().values() if value.is_floating_point()):
-        raise HfpieError(f"{name}: the weights hold NaN or infinite values, the file is damaged; get or export it again")
-
-
-def _load_network(task: str, scale: int | None, model: str | None, device: str | None) -> tuple[HFPIENet, torch.device]:
-    """The network and the device to run it on, checked before any image is read."""
-    from .api import resolve_device, resolve_network
-
-    resolved = resolve_device(device)
-    scale = _sr_scale(scale, model, device) if task == "sr" else 1
-    network = resolve_network(task, scale, model, device)
-    _refuse_damaged_weights(network, model or task)
-    return network, next(network.parameters()).device if device is None else resolved
-
-
 def _exists_error(job: Job) -> HfpieError:
     from .io import is_stdio
 
@@ -280,8 +247,10 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, m
         import torch
 
         torch.set_num_threads(threads)
+    from .api import load_checked_network
+
     try:
-        network, torch_device = _load_network(task, scale, model, device)
+        network, torch_device = load_checked_network(task, scale, model, device)
         resolve_precision(precision, torch_device)  # fp16 on the CPU: refused once, not once per image
     except (HfpieError, ValueError) as error:
         raise _fail(str(error)) from None

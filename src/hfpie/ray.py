@@ -268,7 +268,7 @@ def enhance_files(inputs: Sequence[str] | str, output: str | os.PathLike[str], t
         never raises: its row has status ``failed`` and its error, and no output is written for it.
     """
     from .api import check_strength
-    from .cli import _load_network
+    from .api import load_checked_network
     from .ensemble import check_ensemble
     from .precision import PRECISIONS, resolve_precision
 
@@ -289,10 +289,10 @@ def enhance_files(inputs: Sequence[str] | str, output: str | os.PathLike[str], t
         raise HfpieError("no input images found (give files, folders or glob patterns)")
     model_spec = model if revision is None or model is None else f"{model}@{revision}"
     if task == "sr" and scale is None:
-        from .cli import _sr_scale
+        from .api import sr_scale
 
-        scale = _sr_scale(None, model_spec, "cpu")
-    _load_network(task, scale if task == "sr" else 1, model_spec, "cpu")  # a missing or damaged model: refused here
+        scale = sr_scale(None, model_spec, "cpu")
+    load_checked_network(task, scale if task == "sr" else 1, model_spec, "cpu")  # a missing or damaged model: refused here
 
     results: dict[str, dict[str, Any]] = {}
     existing = _existing(job.target for job in jobs)

@@ -155,7 +155,7 @@ class FileWorker:
         import torch
 
         from .api import check_strength, resolve_device, resolve_network
-        from .cli import _sr_scale
+        from .api import sr_scale
         from .ensemble import check_ensemble
         from .models import HFPIENet
         from .precision import resolve_precision
@@ -169,7 +169,7 @@ class FileWorker:
         else:
             if revision is not None and model is not None:
                 model = f"{model}@{revision}"
-            scale = _sr_scale(scale, model, str(self.device)) if task == "sr" else 1
+            scale = sr_scale(scale, model, str(self.device)) if task == "sr" else 1
             network = model
         self.network = resolve_network(task, scale, network, self.device)
         self.strength = check_strength(task, strength)
