@@ -344,8 +344,11 @@ def _run(queued: list[dict[str, str]], options: dict[str, Any], *, workers: int 
     results: dict[str, dict[str, Any]] = {}
     try:
         count = workers or _default_workers(ray, cpus_per_worker, gpus_per_worker)
+        # One file in flight per actor: an actor that dies (a file that exhausts its memory) takes no other
+        # file's task down with it; the actor works one file at a time anyway.
+        pool = ray.data.ActorPoolStrategy(size=min(count, len(queued)), max_tasks_in_flight_per_actor=1)
         dataset = ray.data.from_items(queued, override_num_blocks=min(len(queued), 10_000)).map_batches(
-            Enhancer, fn_constructor_kwargs=options, batch_size=1, concurrency=min(count, len(queued)),
+            Enhancer, fn_constructor_kwargs=options, batch_size=1, compute=pool,
             num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, max_task_retries=2)
         for row in dataset.iter_rows():
             results[str(row["source"])] = {column: _plain(row[column]) for column in COLUMNS}
