@@ -103,19 +103,30 @@ def test_ray_batches_equal_the_local_cli_and_every_input_is_in_the_manifest(fold
     assert {path: path.stat().st_mtime_ns for path in times} == times and _files(base / "out") == written
 
 
-class Faulty(Enhancer):
-    """An Enhancer whose work raises an unexpected error on one file of a batch."""
+def _failing_on_grey(fail) -> type[Enhancer]:
+    """An Enhancer that calls ``fail()`` instead of enhancing any file whose name holds "grey"."""
 
-    def __init__(self, **options) -> None:
-        super().__init__(**options)
-        enhance = self.worker.enhance
+    class FailingOnGrey(Enhancer):
+        def __init__(self, **options) -> None:
+            super().__init__(**options)
+            enhance = self.worker.enhance
 
-        def flaky(data, name, output_name=None):
-            if "grey" in name:
-                raise ZeroDivisionError("a bug, on purpose")
-            return enhance(data, name, output_name)
+            def failing(data, name, output_name=None):
+                if "grey" in name:
+                    fail()
+                return enhance(data, name, output_name)
 
-        self.worker.enhance = flaky
+            self.worker.enhance = failing
+
+    return FailingOnGrey
+
+
+def _raise_a_bug() -> None:
+    raise ZeroDivisionError("a bug, on purpose")
+
+
+Faulty = _failing_on_grey(_raise_a_bug)
+"""An Enhancer whose work raises an unexpected error on one file of a batch."""
 
 
 def test_a_worker_that_raises_inside_a_batch_loses_no_other_file(folder: Path, checkpoint: Path) -> None:
@@ -133,19 +144,8 @@ def test_a_worker_that_raises_inside_a_batch_loses_no_other_file(folder: Path, c
         assert by_name[name]["output"] == local.enhance((folder / name).read_bytes(), name, name)[0]
 
 
-class Dying(Enhancer):
-    """An Enhancer whose process dies (as if killed for memory) on one file."""
-
-    def __init__(self, **options) -> None:
-        super().__init__(**options)
-        enhance = self.worker.enhance
-
-        def fatal(data, name, output_name=None):
-            if "grey" in name:
-                os._exit(1)
-            return enhance(data, name, output_name)
-
-        self.worker.enhance = fatal
+Dying = _failing_on_grey(lambda: os._exit(1))
+"""An Enhancer whose process dies (as if killed for memory) on one file."""
 
 
 def test_an_input_whose_worker_dies_is_in_the_manifest_and_the_others_are_written(
