@@ -95,11 +95,24 @@ def _session_config(name: str, state: dict, minutes: float, threads: int | None)
     if not campaign:
         sys.exit(f"{name} has no campaign planned; plan one first, e.g. `python scripts/continual_training.py "
                  f"plan {name} --blocks 6 4 8 --peak-lr 5e-4 --schedule-steps 80000 --why ...`")
+    left = campaign["schedule_steps"] - campaign["position"]
+    if left <= 0:
+        sys.exit(f"{name}: campaign {campaign['number']} has run its whole schedule ({campaign['schedule_steps']} "
+                 f"steps); plan the next one with `python scripts/continual_training.py plan {name} ... --why ...`")
     config = base_config(name, state, minutes, threads)
-    return config.replace(
-        model={**config.model, "num_blocks": tuple(campaign["blocks"])}, lr_schedule="cosine", learning_rate=campaign["peak_lr"], min_learning_rate=campaign["min_lr"],
+    return config.replace(  # the run stops at the schedule's end: no steps at the floor rate after it
+        model={**config.model, "num_blocks": tuple(campaign["blocks"])}, steps=left, lr_schedule="cosine",
+        learning_rate=campaign["peak_lr"], min_learning_rate=campaign["min_lr"],
         warmup_steps=campaign["warmup_steps"], schedule_steps=campaign["schedule_steps"],
         schedule_start=campaign["position"])
+
+
+def _schedule_done(name: str, run_dir: Path) -> bool:
+    """Whether this session's run of ``name`` has reached the end of its campaign's schedule."""
+    campaign = load_state(name).get("campaign")
+    if not campaign or not (run_dir / "log.jsonl").exists():
+        return False
+    return _session_log(run_dir)["steps"] >= campaign["schedule_steps"] - campaign["position"]
 
 
 def plan(args: argparse.Namespace) -> None:
@@ -107,12 +120,13 @@ def plan(args: argparse.Namespace) -> None:
     (name,) = args.models
     state = load_state(name)
     running = state.get("campaign")
-    if running and not args.replan:
+    complete = running and running["position"] >= running["schedule_steps"]
+    if running and not complete and not args.replan:
         sys.exit(f"{name} is in campaign {running['number']} (step {running['position']} of "
                  f"{running['schedule_steps']}); pass --replan to close it and start a new schedule")
     if running:
         state.setdefault("campaigns", []).append({**running, "ended": datetime.date.today().isoformat(),
-                                                  "end": "replanned: " + args.why})
+                                                  "end": "schedule complete" if complete else "replanned: " + args.why})
     number = 1 + len(state.get("campaigns", []))
     state["campaign"] = {"number": number, "planned": datetime.date.today().isoformat(), "why": args.why,
                          "blocks": list(args.blocks), "peak_lr": args.peak_lr, "min_lr": args.min_lr,
@@ -127,15 +141,19 @@ def plan(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     deadline = time.time() + args.hours * 3600
-    names = args.models or list(MODELS)
+    names = list(args.models or MODELS)
     for name in names:  # a run folder left by an earlier session would be resumed, with its old optimiser
         saved, steps = args.runs / name / "config.json", int(load_state(name)["steps"])
         if saved.exists() and json.loads(saved.read_text()).get("seed") != steps:
             sys.exit(f"{saved.parent} holds a run of an earlier session (its seed is not the state's step count "
                      f"{steps}); move it away or pass another --runs folder")
     print(f"continual training of {', '.join(names)} until {time.ctime(deadline)}", flush=True)
-    while time.time() + 60 < deadline:
-        for name in names:
+    while names and time.time() + 60 < deadline:
+        for name in list(names):
+            if _schedule_done(name, args.runs / name):
+                print(f"{name}: campaign schedule complete; `finish`, then plan the next campaign", flush=True)
+                names.remove(name)
+                continue
             left_min = (deadline - time.time()) / 60
             if left_min < 1:
                 break

@@ -60,6 +60,7 @@ def test_a_campaign_is_planned_once_and_sessions_continue_its_curve(tmp_path: Pa
     assert (config.lr_schedule, config.learning_rate, config.schedule_steps) == ("cosine", 5e-4, 80000)
     assert config.schedule_start == 25000 and config.network_config().num_blocks == (6, 4, 8)
     assert config.init_grow and config.seed == 18741
+    assert config.steps == 55000, "the run stops at the end of the campaign's schedule"
     (tmp_path / "sr-x4.json").write_text(json.dumps(state))
 
     with pytest.raises(SystemExit, match="--replan"):
@@ -68,3 +69,26 @@ def test_a_campaign_is_planned_once_and_sessions_continue_its_curve(tmp_path: Pa
     state = continual_training.load_state("sr-x4")
     assert state["campaign"]["number"] == 2 and state["campaign"]["position"] == 0
     assert state["campaigns"][0]["position"] == 25000 and state["campaigns"][0]["end"].startswith("replanned")
+
+
+def test_a_campaign_ends_with_its_schedule(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(continual_training, "STATE", tmp_path)
+    (tmp_path / "sr-x4.json").write_text(json.dumps(
+        {"model": "sr-x4", "weights": "src/hfpie/weights/sr-x4.safetensors", "steps": 18741, "cpu_seconds": 4000.0,
+         "sessions": []}))
+    continual_training.plan(_plan_args(schedule_steps=1000))
+    run_dir = tmp_path / "runs" / "sr-x4"
+    run_dir.mkdir(parents=True)
+    (run_dir / "log.jsonl").write_text(json.dumps({"step": 999, "lr": 1e-6, "step_time": 0.1}) + "\n")
+    assert not continual_training._schedule_done("sr-x4", run_dir)
+    (run_dir / "log.jsonl").write_text(json.dumps({"step": 1000, "lr": 1e-6, "step_time": 0.1}) + "\n")
+    assert continual_training._schedule_done("sr-x4", run_dir)
+
+    state = continual_training.load_state("sr-x4")
+    state["campaign"]["position"] = 1000  # finish after the last session of the campaign
+    (tmp_path / "sr-x4.json").write_text(json.dumps(state))
+    with pytest.raises(SystemExit, match="whole schedule"):
+        continual_training._session_config("sr-x4", state, 1.0, 1)
+    continual_training.plan(_plan_args(blocks=[14, 4, 8], why="next"))  # no --replan needed: the schedule ended
+    state = continual_training.load_state("sr-x4")
+    assert state["campaign"]["number"] == 2 and state["campaigns"][0]["end"] == "schedule complete"
