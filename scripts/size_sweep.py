@@ -64,9 +64,11 @@ def main() -> None:
         run_dir = args.runs / args.model / "-".join([*map(str, blocks), *args.set])
         final = run_dir / "final.safetensors"
         if not final.exists():
-            # under the model's campaign when one is planned, else the continual config with --set
-            config = (_session_config if state.get("campaign") else base_config)(args.model, state, args.minutes,
-                                                                                  args.threads)
+            # under the model's campaign while it has steps left, else the continual config with --set
+            # (arms for the next campaign: e.g. --set lr_schedule=cosine learning_rate=5e-4 schedule_steps=80000)
+            campaign = state.get("campaign")
+            running = campaign and campaign["position"] < campaign["schedule_steps"]
+            config = (_session_config if running else base_config)(args.model, state, args.minutes, args.threads)
             config = config.replace(model={**config.model, "num_blocks": blocks}, init_grow=True,
                                     **dict(_parse_override(text) for text in args.set))
             print(f"{time.strftime('%H:%M:%S')} {args.model} {blocks}: training {args.minutes} min", flush=True)
