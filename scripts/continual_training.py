@@ -101,7 +101,9 @@ def _session_config(name: str, state: dict, minutes: float, threads: int | None)
                  f"steps); plan the next one with `python scripts/continual_training.py plan {name} ... --why ...`")
     config = base_config(name, state, minutes, threads)
     return config.replace(  # the run stops at the schedule's end: no steps at the floor rate after it
-        model={**config.model, "num_blocks": tuple(campaign["blocks"])}, steps=left, lr_schedule="cosine",
+        model={**config.model, "num_blocks": tuple(campaign["blocks"]),
+               **({"num_features": campaign["features"]} if "features" in campaign else {})},
+        steps=left, lr_schedule="cosine",
         learning_rate=campaign["peak_lr"], min_learning_rate=campaign["min_lr"],
         warmup_steps=campaign["warmup_steps"], schedule_steps=campaign["schedule_steps"],
         schedule_start=campaign["position"])
@@ -116,7 +118,7 @@ def _schedule_done(name: str, run_dir: Path) -> bool:
 
 
 def plan(args: argparse.Namespace) -> None:
-    """Start a model's campaign (a new cosine from ``--peak-lr``, the shape ``--blocks``)."""
+    """Start a model's campaign (a new cosine from ``--peak-lr``, the shape ``--blocks`` / ``--features``)."""
     (name,) = args.models
     state = load_state(name)
     running = state.get("campaign")
@@ -129,13 +131,15 @@ def plan(args: argparse.Namespace) -> None:
                                                   "end": "schedule complete" if complete else "replanned: " + args.why})
     number = 1 + len(state.get("campaigns", []))
     state["campaign"] = {"number": number, "planned": datetime.date.today().isoformat(), "why": args.why,
-                         "blocks": list(args.blocks), "peak_lr": args.peak_lr, "min_lr": args.min_lr,
+                         "blocks": list(args.blocks), **({"features": args.features} if args.features else {}),
+                         "peak_lr": args.peak_lr, "min_lr": args.min_lr,
                          "warmup_steps": args.warmup_steps, "schedule_steps": args.schedule_steps,
                          "position": 0, "start_total_steps": int(state["steps"])}
     state.pop("learning_rate", None)  # a decayed rate is never carried into a new schedule
     STATE.mkdir(exist_ok=True)
     (STATE / f"{name}.json").write_text(json.dumps(state, indent=2) + "\n")
-    print(f"{name}: campaign {number} planned: blocks {tuple(args.blocks)}, cosine {args.peak_lr:g} -> "
+    print(f"{name}: campaign {number} planned: blocks {tuple(args.blocks)}"
+          f"{f', {args.features} features' if args.features else ''}, cosine {args.peak_lr:g} -> "
           f"{args.min_lr:g} over {args.schedule_steps} steps (warm-up {args.warmup_steps})")
 
 
@@ -265,6 +269,7 @@ def finish(args: argparse.Namespace) -> None:
         campaign["position"] += session["steps"]
         state["sessions"].append({"date": today, "steps": session["steps"], "cpu_seconds": round(session["cpu_seconds"]),
                                   "campaign": campaign["number"], "blocks": campaign["blocks"],
+                                  **({"features": campaign["features"]} if "features" in campaign else {}),
                                   "position": campaign["position"], "lr_start": session["first_lr"],
                                   "lr_end": session["learning_rate"],
                                   "total_steps": state["steps"], "total_cpu_hours": round(state["cpu_seconds"] / 3600, 3),
@@ -297,6 +302,11 @@ def finish(args: argparse.Namespace) -> None:
               f"{session['cpu_seconds'] / 3600:.2f} CPU h", flush=True)
 
 
+def _shape(record: dict) -> str:
+    """RCABs per scale, and the width when the campaign changed it: ``(10, 4, 8)`` or ``(10, 4, 8) x 48``."""
+    return f"{tuple(record['blocks'])}" + (f" x {record['features']}" if "features" in record else "")
+
+
 def _rate(value: float | None) -> str:
     return "" if value is None else f"{value:.2g}"
 
@@ -321,13 +331,13 @@ def curve_tables() -> str:
             if scored:
                 history = f"{scored[0]['bundled_before']['mean']:.3f} (start) -> " + history
             campaigns.append(f"| {name} | {plan['number']}{' (' + plan['end'] + ')' if plan.get('end') else ''} | "
-                             f"{tuple(plan['blocks'])} | cosine {plan['peak_lr']:g} -> {plan['min_lr']:g}, warm-up "
+                             f"{_shape(plan)} | cosine {plan['peak_lr']:g} -> {plan['min_lr']:g}, warm-up "
                              f"{plan['warmup_steps']} | {plan['position']} / {plan['schedule_steps']} | "
                              f"{_rate(rate_at(plan['position'], schedule))} | {history} |")
         for number, s in enumerate(state["sessions"], 1):
             sessions.append(
                 f"| {name} | {number} ({s['date']}) | {s.get('campaign', 'before campaigns')} | "
-                f"{tuple(s['blocks']) if 'blocks' in s else 'small'} | {s['steps']} | {s['total_steps']} | "
+                f"{_shape(s) if 'blocks' in s else 'small'} | {s['steps']} | {s['total_steps']} | "
                 f"{s['total_cpu_hours']:.2f} | {_rate(s['lr_start']) + ' -> ' + _rate(s['lr_end']) if 'lr_start' in s else 'step decay (x0.85 / 1000 steps), not logged'} | "
                 f"{s['bundled_before']['mean']:.3f} | {s['candidate']['mean']:.3f} | {'yes' if s['promoted'] else 'no'} |")
     return "\n".join(campaigns) + "\n\n" + "\n".join(sessions) + "\n"
@@ -355,7 +365,7 @@ def curves(args: argparse.Namespace) -> None:
             steps_axis.plot([0], [before], "ks")
             hours_axis.plot([0.0], [before], "ks")
         for s in state["sessions"]:
-            label = (f"{tuple(s['blocks'])}, lr {_rate(s['lr_start'])}->{_rate(s['lr_end'])}" if "blocks" in s
+            label = (f"{_shape(s)}, lr {_rate(s['lr_start'])}->{_rate(s['lr_end'])}" if "blocks" in s
                      else "small, step decay")
             marker = "o" if s["promoted"] else "x"
             steps_axis.plot([s["total_steps"]], [s["candidate"]["mean"]], marker, label=label)
@@ -393,6 +403,8 @@ def main() -> None:
         if command == "plan":
             p.add_argument("models", nargs=1, choices=MODELS, metavar="MODEL")
             p.add_argument("--blocks", nargs="+", type=int, required=True, help="RCABs per scale, e.g. 6 4 8")
+            p.add_argument("--features", type=int, default=None,
+                           help="feature channels (grown exactly from the current width; default: unchanged)")
             p.add_argument("--peak-lr", type=float, required=True)
             p.add_argument("--min-lr", type=float, default=1e-6)
             p.add_argument("--warmup-steps", type=int, default=300)

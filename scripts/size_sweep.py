@@ -44,6 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(PROTOCOL))
     parser.add_argument("--blocks", nargs="+", required=True, help="RCABs per scale, e.g. 2,4,8")
+    parser.add_argument("--features", type=int, default=None,
+                        help="feature channels of every variant, grown exactly from the start's width")
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "sweep")
@@ -61,7 +63,8 @@ def main() -> None:
     results = []
     for text in args.blocks:
         blocks = tuple(int(n) for n in text.split(","))
-        run_dir = args.runs / args.model / "-".join([*map(str, blocks), *args.set])
+        width = [f"x{args.features}"] if args.features else []
+        run_dir = args.runs / args.model / "-".join([*map(str, blocks), *width, *args.set])
         final = run_dir / "final.safetensors"
         if not final.exists():
             # under the model's campaign while it has steps left, else the continual config with --set
@@ -69,7 +72,8 @@ def main() -> None:
             campaign = state.get("campaign")
             running = campaign and campaign["position"] < campaign["schedule_steps"]
             config = (_session_config if running else base_config)(args.model, state, args.minutes, args.threads)
-            config = config.replace(model={**config.model, "num_blocks": blocks}, init_grow=True,
+            model = {**config.model, "num_blocks": blocks, **({"num_features": args.features} if args.features else {})}
+            config = config.replace(model=model, init_grow=True,
                                     **dict(_parse_override(text) for text in args.set))
             print(f"{time.strftime('%H:%M:%S')} {args.model} {blocks}: training {args.minutes} min", flush=True)
             train(config, run_dir, resume=True, progress=False)
@@ -78,7 +82,7 @@ def main() -> None:
         psnr.pop("ssim")
         speed = seconds_per_megapixel(final)
         network_config = json.loads((run_dir / "config.json").read_text())
-        row = {"blocks": list(blocks), "overrides": args.set, "steps": session["steps"], "cpu_hours": round(session["cpu_seconds"] / 3600, 3),
+        row = {"blocks": list(blocks), "features": read_config(final)[1]["num_features"], "overrides": args.set, "steps": session["steps"], "cpu_hours": round(session["cpu_seconds"] / 3600, 3),
                "step_time_s": round(session["cpu_seconds"] / max(session["steps"], 1), 4),
                "s_per_mp_auto": round(speed, 3), "psnr": {k: round(v, 4) for k, v in psnr.items()},
                "val_during_training": session["val"], "start": state["weights"],
@@ -86,18 +90,20 @@ def main() -> None:
         results.append(row)
         print(json.dumps(row), flush=True)
 
-    table = [f"| blocks | steps | CPU h | step (s) | s/MP (auto) | " + " | ".join(psnr) + " |",
-             "|---|---|---|---|---|" + "---|" * len(psnr)]
+    table = [f"| blocks | features | steps | CPU h | step (s) | s/MP (auto) | " + " | ".join(psnr) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(psnr)]
     for row in results:
-        table.append(f"| {tuple(row['blocks'])} {' '.join(row['overrides'])} | {row['steps']} | {row['cpu_hours']:.3f} | {row['step_time_s']:.3f} | "
+        table.append(f"| {tuple(row['blocks'])} {' '.join(row['overrides'])} | {row['features']} | {row['steps']} | {row['cpu_hours']:.3f} | {row['step_time_s']:.3f} | "
                      f"{row['s_per_mp_auto']:.3f} | " + " | ".join(f"{v:.3f}" for v in row["psnr"].values()) + " |")
     print("\n".join(table))
     merged = json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}
     entry = merged.setdefault(args.model, {"variants": []})
     entry.update(date=time.strftime("%Y-%m-%d"), minutes_per_variant=args.minutes, threads=args.threads)
-    ran = {(tuple(row["blocks"]), tuple(row["overrides"])) for row in results}
-    entry["variants"] = [row for row in entry["variants"]
-                         if (tuple(row["blocks"]), tuple(row.get("overrides", []))) not in ran] + results
+    def key(row: dict) -> tuple:
+        return tuple(row["blocks"]), row.get("features"), tuple(row.get("overrides", []))
+
+    ran = {key(row) for row in results}
+    entry["variants"] = [row for row in entry["variants"] if key(row) not in ran] + results
     OUTPUT.write_text(json.dumps(merged, indent=2) + "\n")
 
 

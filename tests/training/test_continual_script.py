@@ -38,7 +38,7 @@ def test_run_refuses_a_run_folder_of_an_earlier_session(tmp_path: Path, monkeypa
 
 def _plan_args(**overrides) -> argparse.Namespace:
     values = dict(models=["sr-x4"], blocks=[6, 4, 8], peak_lr=5e-4, min_lr=1e-6, warmup_steps=300,
-                  schedule_steps=80000, why="arms", replan=False)
+                  schedule_steps=80000, why="arms", replan=False, features=None)
     values.update(overrides)
     return argparse.Namespace(**values)
 
@@ -89,6 +89,9 @@ def test_a_campaign_ends_with_its_schedule(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "sr-x4.json").write_text(json.dumps(state))
     with pytest.raises(SystemExit, match="whole schedule"):
         continual_training._session_config("sr-x4", state, 1.0, 1)
-    continual_training.plan(_plan_args(blocks=[14, 4, 8], why="next"))  # no --replan needed: the schedule ended
+    continual_training.plan(_plan_args(blocks=[14, 4, 8], features=48, why="next"))  # no --replan: it ended
     state = continual_training.load_state("sr-x4")
     assert state["campaign"]["number"] == 2 and state["campaigns"][0]["end"] == "schedule complete"
+    config = continual_training._session_config("sr-x4", state, 1.0, 1)
+    assert config.network_config().num_blocks == (14, 4, 8) and config.network_config().num_features == 48
+    assert continual_training._shape(state["campaign"]) == "(14, 4, 8) x 48"

@@ -1,4 +1,4 @@
-"""Growing a trained network deeper keeps its outputs, and the trainer can start from a grown network."""
+"""Growing a trained network deeper or wider keeps its outputs, and the trainer can start from a grown network."""
 
 from __future__ import annotations
 
@@ -49,13 +49,37 @@ def test_grown_network_gives_the_same_outputs(scale: int) -> None:
         assert (grown(image) - network(image)).abs().max() > 1e-4
 
 
-def test_only_depth_can_grow() -> None:
+@pytest.mark.parametrize("scale", [1, 2, 4])
+@pytest.mark.parametrize("features", [24, 80])  # the channel attentions' hidden layers grow too (4 -> 6, 20)
+def test_wider_network_gives_the_same_outputs(scale: int, features: int) -> None:
+    source = config_from_preset("tiny", scale=scale)
+    target = dataclasses.replace(source, num_features=features, num_blocks=(2, 3, 5))
+    network = _trained(source)
+    grown = HFPIENet(target).eval()
+    grown.load_state_dict(grow_state(network.state_dict(), source, target))
+    image = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(image), network(image), rtol=0, atol=1e-5)
+    # The new channels carry features, and the zero weights that connect them to the old ones get a
+    # gradient: training can put them to use (zero activations would leave them dead).
+    grown.train()
+    grown(image).square().mean().backward()
+    old = source.num_features
+    into_old = grown.scales[0].body[0].conv1.weight.grad[:old, old:]
+    assert into_old.abs().max() > 0
+    tail = grown.scales[0].tail[-1].weight.grad[:, old:]
+    assert tail.abs().max() > 0
+
+
+def test_only_depth_and_width_can_grow() -> None:
     source = config_from_preset("tiny")
     state = HFPIENet(source).state_dict()
-    with pytest.raises(ValueError, match="num_features"):
-        grow_state(state, source, dataclasses.replace(source, num_features=24, num_blocks=(2, 3, 5)))
-    with pytest.raises(ValueError, match="shrink"):
+    with pytest.raises(ValueError, match="reduction"):
+        grow_state(state, source, dataclasses.replace(source, reduction=8, num_blocks=(2, 3, 5)))
+    with pytest.raises(ValueError, match="shrink num_blocks"):
         grow_state(state, source, dataclasses.replace(source, num_blocks=(1, 1, 2)))
+    with pytest.raises(ValueError, match="shrink num_features"):
+        grow_state(state, source, dataclasses.replace(source, num_features=source.num_features - 4))
 
 
 def test_training_starts_from_a_grown_checkpoint(tmp_path: Path) -> None:
