@@ -95,7 +95,8 @@ def _config(name: str, data_root: Path, device: str, seconds: float, small: bool
     state = load_state(name)
     # the CPU session's config (under the model's campaign: same shape, same cosine, GPU steps count on the
     # same curve), then the GPU's changes; a model with no campaign gets the paper's step schedule at 2e-4
-    planned = bool(state.get("campaign"))
+    campaign = state.get("campaign")
+    planned = bool(campaign) and campaign["position"] < campaign["schedule_steps"]  # a finished one: as unplanned
     config = (_session_config if planned else base_config)(name, state, seconds / 60, threads=None)
 
     def moved(folder: str) -> str:
