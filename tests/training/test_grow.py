@@ -34,14 +34,18 @@ def _trained(config) -> HFPIENet:
     return network
 
 
+def _grown_and_source(scale: int, **changes) -> tuple[HFPIENet, HFPIENet, torch.Tensor]:
+    """A trained-like tiny network, the network grown from it by ``changes``, and a test image."""
+    source = config_from_preset("tiny", scale=scale)
+    network = _trained(source)
+    grown = HFPIENet(dataclasses.replace(source, **changes)).eval()
+    grown.load_state_dict(grow_state(network.state_dict(), source, grown.config))
+    return grown, network, torch.rand(2, 3, 32, 48)
+
+
 @pytest.mark.parametrize("scale", [1, 2])
 def test_grown_network_gives_the_same_outputs(scale: int) -> None:
-    source = config_from_preset("tiny", scale=scale)
-    target = dataclasses.replace(source, num_blocks=(2, 3, 5))
-    network = _trained(source)
-    grown = HFPIENet(target).eval()
-    grown.load_state_dict(grow_state(network.state_dict(), source, target))
-    image = torch.rand(2, 3, 32, 48)
+    grown, network, image = _grown_and_source(scale, num_blocks=(2, 3, 5))
     with torch.no_grad():
         torch.testing.assert_close(grown(image), network(image), rtol=0, atol=1e-6)
         # the new blocks are real blocks: once their last convolution moves, the output changes
@@ -52,23 +56,16 @@ def test_grown_network_gives_the_same_outputs(scale: int) -> None:
 @pytest.mark.parametrize("scale", [1, 2, 4])
 @pytest.mark.parametrize("features", [24, 80])  # the channel attentions' hidden layers grow too (4 -> 6, 20)
 def test_wider_network_gives_the_same_outputs(scale: int, features: int) -> None:
-    source = config_from_preset("tiny", scale=scale)
-    target = dataclasses.replace(source, num_features=features, num_blocks=(2, 3, 5))
-    network = _trained(source)
-    grown = HFPIENet(target).eval()
-    grown.load_state_dict(grow_state(network.state_dict(), source, target))
-    image = torch.rand(2, 3, 32, 48)
+    grown, network, image = _grown_and_source(scale, num_features=features, num_blocks=(2, 3, 5))
     with torch.no_grad():
         torch.testing.assert_close(grown(image), network(image), rtol=0, atol=1e-5)
     # The new channels carry features, and the zero weights that connect them to the old ones get a
     # gradient: training can put them to use (zero activations would leave them dead).
     grown.train()
     grown(image).square().mean().backward()
-    old = source.num_features
-    into_old = grown.scales[0].body[0].conv1.weight.grad[:old, old:]
-    assert into_old.abs().max() > 0
-    tail = grown.scales[0].tail[-1].weight.grad[:, old:]
-    assert tail.abs().max() > 0
+    old = network.config.num_features
+    assert grown.scales[0].body[0].conv1.weight.grad[:old, old:].abs().max() > 0
+    assert grown.scales[0].tail[-1].weight.grad[:, old:].abs().max() > 0
 
 
 def test_only_depth_and_width_can_grow() -> None:
