@@ -278,13 +278,7 @@ def _enhance_file(image: ImageFile, network: HFPIENet, strength: float, settings
     pixels = np.empty((height * scale, width * scale, channels), image.pixels.dtype)
     alpha = None if image.alpha is None else np.empty((height * scale, width * scale), image.pixels.dtype)
     _enhance_into(x, network, strength, settings, pixels, alpha)
-    return ImageFile(
-        pixels=pixels,
-        alpha=alpha,
-        format=image.format,
-        exif=image.exif,
-        icc_profile=image.icc_profile,
-    )
+    return image.with_pixels(pixels, alpha)
 
 
 def resolve_network(task: str, scale: int, model: str | os.PathLike[str] | HFPIENet | None,

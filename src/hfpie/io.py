@@ -2,7 +2,9 @@
 
 What is kept from input to output: the file format (unless the output name says otherwise), the bit
 depth (8 or 16 bits per channel), greyscale vs colour, the alpha channel, EXIF (with the orientation
-reset, since it is applied on reading) and the ICC profile. Palette images come back as RGB(A).
+reset, since it is applied on reading), the ICC profile, the resolution (dpi, times the scale after
+super-resolution), XMP, and a PNG's text and colour chunks (:mod:`hfpie.metadata`). Palette images
+come back as RGB(A).
 
 Reading decodes the whole file and refuses incomplete data (a PNG whose pixel data stops early, or a
 JPEG cut short with its end marker put back, is decoded silently by Pillow: we count the PNG's rows
@@ -37,6 +39,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageCms, ImageOps, UnidentifiedImageError
 
+from . import metadata
 from .errors import ImageReadError, ImageWriteError, OutputExistsError, UnsupportedImageError
 
 __all__ = [
@@ -83,6 +86,19 @@ class ImageFile:
     format: str
     exif: bytes | None = None
     icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    """Resolution in dots per inch, when the file gives one."""
+    xmp: bytes | None = None
+    png_chunks: tuple[tuple[bytes, bytes], ...] = ()
+    """A PNG's text and colour chunks, (type, body), written back verbatim to a PNG output."""
+
+    def with_pixels(self, pixels: np.ndarray, alpha: np.ndarray | None) -> ImageFile:
+        """This file with new pixels (the same size, or ``scale`` times larger): its metadata kept, the
+        resolution and EXIF's pixel dimensions scaled with the image."""
+        factor = pixels.shape[1] // self.pixels.shape[1]
+        return replace(self, pixels=pixels, alpha=alpha,
+                       dpi=None if self.dpi is None else (self.dpi[0] * factor, self.dpi[1] * factor),
+                       exif=metadata.rescaled_exif(self.exif, factor, (pixels.shape[1], pixels.shape[0])))
 
     @property
     def bit_depth(self) -> int:
@@ -144,6 +160,8 @@ def decode_image(data: bytes, name: str | os.PathLike[str] = "image") -> ImageFi
             decoded = image_file_from_pil(upright, str(path), bit_depth=16 if mode == "I" else None)
             icc = decoded.icc_profile if mode == "CMYK" else opened.info.get("icc_profile") or None
             pixels, alpha = decoded.pixels, decoded.alpha
+            dpi, xmp = metadata.read_dpi(opened), metadata.read_xmp(opened)
+            chunks = metadata.png_chunks(data) if image_format == "PNG" else ()
     except UnidentifiedImageError as error:
         raise ImageReadError(f"{path}: not a readable image ({error.__class__.__name__})") from None
     except Image.DecompressionBombError as error:
@@ -160,7 +178,8 @@ def decode_image(data: bytes, name: str | os.PathLike[str] = "image") -> ImageFi
             deep = _orient(deep, orientation)
             pixels = np.ascontiguousarray(deep[..., 2::-1])
             alpha = np.ascontiguousarray(deep[..., 3]) if deep.shape[2] == 4 else None
-    return ImageFile(pixels=pixels, alpha=alpha, format=image_format, exif=exif_bytes, icc_profile=icc)
+    return ImageFile(pixels=pixels, alpha=alpha, format=image_format, exif=exif_bytes, icc_profile=icc,
+                     dpi=dpi, xmp=xmp, png_chunks=chunks)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -417,7 +436,8 @@ def encode_image(image: ImageFile, image_format: str) -> bytes:
         return _encode_deep_colour(image, image_format)
     pil = to_pil(image)
     assert isinstance(pil, Image.Image)  # what to_pil cannot hold in PIL went to _encode_deep_colour above
-    options: dict[str, object] = {}
+    options = metadata.save_options(image_format, dpi=image.dpi, xmp=image.xmp,
+                                    chunks=image.png_chunks if image_format == "PNG" else ())
     if image.exif:
         options["exif"] = image.exif
     if image.icc_profile:
@@ -440,31 +460,43 @@ def _to_8bit(image: ImageFile) -> ImageFile:
     return replace(image, pixels=convert(image.pixels), alpha=None if image.alpha is None else convert(image.alpha))
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
 def _encode_deep_colour(image: ImageFile, image_format: str) -> bytes:
-    """16-bit colour (or grey + alpha) through OpenCV; PNG gets its ICC and EXIF chunks back."""
+    """16-bit colour (or grey + alpha), which no PIL mode holds: a PNG through OpenCV, with its ICC, EXIF
+    and other chunks put back (:func:`hfpie.metadata.png_extra_chunks`); a TIFF through tifffile, with
+    its ICC profile, resolution and XMP (not its EXIF)."""
     pixels = image.pixels if not image.is_grey else np.repeat(image.pixels, 3, axis=2)
+    if image_format == "TIFF":
+        return _encode_deep_tiff(image, pixels)
     bgr = pixels[..., ::-1]
     if image.alpha is not None:
         bgr = np.concatenate([bgr, image.alpha[..., None]], axis=2)
-    suffix = ".png" if image_format == "PNG" else ".tiff"
-    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(bgr))
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
     if not ok:
         raise UnsupportedImageError(f"OpenCV could not encode a 16-bit {image_format} image")
     data = encoded.tobytes()
-    if image_format != "PNG" or not (image.icc_profile or image.exif):
-        return data
     extra = b""
     if image.icc_profile:
-        extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(image.icc_profile))
+        extra += metadata.png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(image.icc_profile))
     if image.exif:
         exif = image.exif[6:] if image.exif.startswith(b"Exif\x00\x00") else image.exif
-        extra += _png_chunk(b"eXIf", exif)
+        extra += metadata.png_chunk(b"eXIf", exif)
+    for kind, body in metadata.png_extra_chunks(dpi=image.dpi, xmp=image.xmp, chunks=image.png_chunks):
+        extra += metadata.png_chunk(kind, body)
     header_end = 8 + 25  # signature + IHDR chunk
     return data[:header_end] + extra + data[header_end:]
+
+
+def _encode_deep_tiff(image: ImageFile, pixels: np.ndarray) -> bytes:
+    import tifffile
+
+    samples = pixels if image.alpha is None else np.concatenate([pixels, image.alpha[..., None]], axis=2)
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer, np.ascontiguousarray(samples), photometric="rgb", compression="zlib", predictor=True,
+        extrasamples=["unassalpha"] if image.alpha is not None else None, iccprofile=image.icc_profile,
+        resolution=image.dpi, resolutionunit="INCH" if image.dpi else None, metadata=None, software=False,
+        extratags=[(700, "B", len(image.xmp), image.xmp, True)] if image.xmp else None)
+    return buffer.getvalue()
 
 
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}

@@ -1,0 +1,137 @@
+"""What a file says about its pixels besides EXIF and ICC, kept from input to output.
+
+- **Resolution** (PNG ``pHYs``, JPEG JFIF density, TIFF and BMP resolution) in dots per inch. Super-
+  resolution multiplies it by the scale, so a 300 dpi scan upscaled 4x becomes 1200 dpi and prints at
+  the size it had; the EXIF resolution and pixel dimensions are updated the same way.
+- **XMP** (ratings, keywords, captions, edit history): written back to PNG, JPEG, WebP and TIFF.
+- **PNG text and colour chunks** (``tEXt``, ``zTXt``, ``iTXt`` such as a generator's prompt, ``gAMA``,
+  ``cHRM``, ``sRGB``): copied verbatim when the output is a PNG too; other formats have no place for them.
+
+XMP is copied as it is: fields inside it that describe the pixels (``tiff:ImageWidth``...) are not
+rewritten. A JPEG holds at most 65502 bytes of XMP; a longer packet (from a PNG or TIFF) is left out
+of a JPEG output with a warning.
+
+    dpi = read_dpi(opened)                 # from an open PIL image: (x, y) or None
+    chunks = png_chunks(data)              # from a PNG's bytes: ((b"tEXt", b"..."), ...)
+    options = save_options("JPEG", dpi=dpi, xmp=xmp, chunks=chunks)   # for PIL's Image.save
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import warnings
+import zlib
+
+from PIL import Image, PngImagePlugin
+
+__all__ = ["PNG_COPIED", "png_chunk", "png_chunks", "png_extra_chunks", "read_dpi", "read_xmp", "rescaled_exif",
+           "save_options"]
+
+PNG_COPIED = frozenset({b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"cHRM", b"sRGB"})
+"""The ancillary PNG chunks copied to a PNG output (iCCP, eXIf and pHYs are written from their fields)."""
+_XMP_KEYWORD = b"XML:com.adobe.xmp"
+_JPEG_XMP_LIMIT = 65502  # one APP1 segment: 65533 bytes less the XMP namespace header
+_METRES_PER_INCH = 0.0254
+_X_RESOLUTION, _Y_RESOLUTION, _EXIF_IFD, _PIXEL_X, _PIXEL_Y = 282, 283, 0x8769, 0xA002, 0xA003
+
+
+def read_dpi(image: Image.Image) -> tuple[float, float] | None:
+    """The resolution Pillow found in ``image`` (dots per inch), or None when the file gives none."""
+    dpi = image.info.get("dpi")
+    try:
+        x, y = (float(value) for value in dpi)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if all(math.isfinite(v) and v > 0 for v in (x, y)) else None
+
+
+def read_xmp(image: Image.Image) -> bytes | None:
+    """The XMP packet of ``image`` (JPEG, PNG, WebP or TIFF), or None."""
+    xmp = image.info.get("xmp")
+    if xmp is None and image.format == "TIFF":
+        xmp = getattr(image, "tag_v2", {}).get(700)
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return bytes(xmp) if xmp else None
+
+
+def png_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """The chunks of the PNG ``data`` whose type is in :data:`PNG_COPIED`, in file order."""
+    chunks, offset = [], 8
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset: offset + 8])
+        if kind == b"IEND":
+            break
+        if kind in PNG_COPIED:
+            chunks.append((kind, data[offset + 8: offset + 8 + length]))
+        offset += 12 + length
+    return tuple(chunks)
+
+
+def _has_xmp(chunks: tuple[tuple[bytes, bytes], ...]) -> bool:
+    return any(kind == b"iTXt" and body.startswith(_XMP_KEYWORD + b"\x00") for kind, body in chunks)
+
+
+def _xmp_chunk_body(xmp: bytes) -> bytes:
+    # keyword, null, compression flag 0, method 0, empty language tag, empty translated keyword
+    return _XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + xmp
+
+
+def save_options(image_format: str, *, dpi: tuple[float, float] | None, xmp: bytes | None,
+                 chunks: tuple[tuple[bytes, bytes], ...]) -> dict[str, object]:
+    """The keyword arguments of PIL's ``Image.save`` that write this metadata in ``image_format``."""
+    options: dict[str, object] = {}
+    if dpi and image_format in {"PNG", "JPEG", "TIFF", "BMP"}:
+        options["dpi"] = dpi
+    if image_format == "PNG" and (chunks or xmp):
+        info = PngImagePlugin.PngInfo()
+        for kind, body in chunks:
+            info.add(kind, body)
+        if xmp and not _has_xmp(chunks):
+            info.add(b"iTXt", _xmp_chunk_body(xmp))
+        options["pnginfo"] = info
+    elif xmp and image_format == "JPEG":
+        if len(xmp) > _JPEG_XMP_LIMIT:
+            warnings.warn(f"the XMP packet ({len(xmp)} bytes) does not fit in a JPEG ({_JPEG_XMP_LIMIT} at most); "
+                          "it is left out: write a PNG, TIFF or WebP to keep it", stacklevel=3)
+        else:
+            options["xmp"] = xmp
+    elif xmp and image_format == "WEBP":
+        options["xmp"] = xmp
+    elif xmp and image_format == "TIFF":
+        options["tiffinfo"] = {700: xmp}
+    return options
+
+
+def png_extra_chunks(*, dpi: tuple[float, float] | None, xmp: bytes | None,
+                     chunks: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    """(type, body) of the chunks to add to a PNG encoded without Pillow (16-bit colour through OpenCV)."""
+    extra = list(chunks)
+    if dpi:
+        extra.append((b"pHYs", struct.pack(">IIB", *(round(v / _METRES_PER_INCH) for v in dpi), 1)))
+    if xmp and not _has_xmp(chunks):
+        extra.append((b"iTXt", _xmp_chunk_body(xmp)))
+    return extra
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body and CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def rescaled_exif(exif: bytes | None, factor: int, size: tuple[int, int]) -> bytes | None:
+    """``exif`` for the image resized by ``factor`` to ``size`` (width, height): resolution times the
+    factor, pixel dimensions (where the EXIF gives them) set to the new size."""
+    if not exif or factor == 1:
+        return exif
+    parsed = Image.Exif()
+    parsed.load(exif)
+    for tag in (_X_RESOLUTION, _Y_RESOLUTION):
+        if tag in parsed:
+            parsed[tag] = float(parsed[tag]) * factor
+    details = parsed.get_ifd(_EXIF_IFD)
+    for tag, value in ((_PIXEL_X, size[0]), (_PIXEL_Y, size[1])):
+        if tag in details:
+            details[tag] = value
+    return parsed.tobytes()

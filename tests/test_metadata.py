@@ -1,0 +1,147 @@
+"""Resolution, XMP and a PNG's text and colour chunks go from input to output (hfpie.metadata)."""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from conftest import make_network
+from hfpie.api import enhance_image_file
+from hfpie.io import ImageFile, read_image, write_image
+from hfpie.metadata import png_chunks
+
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmp:Rating="5"/></rdf:RDF></x:xmpmeta>'
+PROMPT = "a lighthouse at dusk, Steps: 30, Sampler: Euler a"
+
+
+def _rgb(height: int = 16, width: int = 20) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+
+
+def _tagged_png(path: Path) -> Path:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", PROMPT)
+    info.add_text("Comment", "zipped " * 20, zip=True)
+    info.add_itxt("Title", "phare \u00e0 la tomb\u00e9e")
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    info.add(b"gAMA", struct.pack(">I", 45455))
+    info.add(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))
+    Image.fromarray(_rgb()).save(path, pnginfo=info, dpi=(300, 300))
+    return path
+
+
+def _chunks(path: Path) -> list[tuple[bytes, bytes]]:
+    return list(png_chunks(path.read_bytes()))
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_png_keeps_its_text_colour_chunks_xmp_and_resolution(tmp_path: Path, deep: bool) -> None:
+    source = _tagged_png(tmp_path / "in.png")
+    if deep:  # the same chunks on a 16-bit colour PNG (encoded through OpenCV)
+        cv2.imwrite(str(tmp_path / "deep.png"), (_rgb().astype(np.uint16) * 257)[..., ::-1])
+        image = read_image(tmp_path / "deep.png")
+        tagged = read_image(source)
+        image = tagged.with_pixels(image.pixels, None)
+        assert image.bit_depth == 16
+    else:
+        image = read_image(source)
+    write_image(tmp_path / "out.png", image)
+    assert _chunks(tmp_path / "out.png") == _chunks(source)  # text, zipped text, iTXt, XMP, gAMA, cHRM
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.text["parameters"] == PROMPT
+        assert written.info["xmp"] == XMP
+        assert written.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+        assert written.info["gamma"] == pytest.approx(0.45455)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif", ".png"])
+def test_xmp_and_resolution_cross_formats(tmp_path: Path, suffix: str) -> None:
+    Image.fromarray(_rgb()).save(tmp_path / "in.tif", tiffinfo={700: XMP}, dpi=(240, 240))
+    image = read_image(tmp_path / "in.tif")
+    assert image.xmp == XMP and image.dpi == (240, 240)
+    write_image(tmp_path / f"out{suffix}", image)
+    with Image.open(tmp_path / f"out{suffix}") as written:
+        xmp = written.info.get("xmp") or written.tag_v2.get(700)  # type: ignore[attr-defined]
+        assert xmp == XMP
+        if suffix != ".webp":  # WebP has no resolution field
+            assert written.info["dpi"] == pytest.approx((240, 240), abs=0.01)
+    assert read_image(tmp_path / f"out{suffix}").xmp == XMP
+
+
+def test_text_chunks_go_to_png_outputs_only(tmp_path: Path) -> None:
+    image = read_image(_tagged_png(tmp_path / "in.png"))
+    write_image(tmp_path / "out.jpg", image)
+    with Image.open(tmp_path / "out.jpg") as written:
+        assert written.info["xmp"] == XMP and "parameters" not in written.info
+
+
+def test_super_resolution_scales_the_resolution_and_exif_dimensions(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[282], exif[283], exif[296] = 300.0, 300.0, 2
+    details = exif.get_ifd(0x8769)
+    details[0xA002], details[0xA003] = 20, 16
+    Image.fromarray(_rgb()).save(tmp_path / "scan.jpg", dpi=(300, 300), exif=exif.tobytes(), xmp=XMP)
+    image = read_image(tmp_path / "scan.jpg")
+    upscaled = enhance_image_file(image, make_network(scale=2).eval(), device="cpu", precision="fp32")
+    write_image(tmp_path / "scan_x2.jpg", upscaled)
+    with Image.open(tmp_path / "scan_x2.jpg") as written:
+        assert written.size == (40, 32)
+        assert written.info["dpi"] == (600, 600)  # the same print size
+        assert written.info["xmp"] == XMP
+        exif = written.getexif()
+        assert (float(exif[282]), float(exif[283])) == (600.0, 600.0)
+        assert (exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003]) == (40, 32)
+    denoised = enhance_image_file(image, make_network(scale=1).eval(), device="cpu", precision="fp32")
+    assert denoised.dpi == (300, 300) and denoised.exif == image.exif
+
+
+def test_an_xmp_packet_too_long_for_a_jpeg_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    big = XMP.replace(b"<rdf:RDF>", b"<rdf:RDF>" + b" " * 70000)
+    Image.fromarray(_rgb()).save(tmp_path / "in.png", pnginfo=_xmp_info(big))
+    image = read_image(tmp_path / "in.png")
+    assert image.xmp == big
+    with pytest.warns(UserWarning, match="does not fit in a JPEG"):
+        write_image(tmp_path / "out.jpg", image)
+    with Image.open(tmp_path / "out.jpg") as written:
+        assert "xmp" not in written.info
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_image(tmp_path / "out.png", image)  # a PNG holds it
+    assert read_image(tmp_path / "out.png").xmp == big
+
+
+def _xmp_info(xmp: bytes) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    return info
+
+
+def test_files_without_metadata_get_none(tmp_path: Path) -> None:
+    Image.fromarray(_rgb()).save(tmp_path / "plain.png")
+    image = read_image(tmp_path / "plain.png")
+    assert (image.dpi, image.xmp, image.png_chunks) == (None, None, ())
+    write_image(tmp_path / "out.png", image)
+    with Image.open(tmp_path / "out.png") as written:
+        assert "dpi" not in written.info and not written.text
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_a_16_bit_colour_tiff_keeps_its_icc_profile_xmp_and_resolution(tmp_path: Path, alpha: bool) -> None:
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 65535, (9, 11, 3), dtype=np.uint16)
+    icc = b"\x00\x00\x02\x0cprophoto-like-profile" * 4
+    image = ImageFile(pixels, rng.integers(0, 65535, (9, 11), dtype=np.uint16) if alpha else None, "TIFF",
+                      icc_profile=icc, xmp=XMP, dpi=(300.5, 300.5))
+    write_image(tmp_path / "deep.tif", image)
+    again = read_image(tmp_path / "deep.tif")
+    assert again.bit_depth == 16
+    np.testing.assert_array_equal(again.pixels, pixels)
+    if alpha:
+        np.testing.assert_array_equal(again.alpha, image.alpha)
+    assert (again.icc_profile, again.xmp, again.dpi) == (icc, XMP, (300.5, 300.5))
