@@ -254,6 +254,12 @@ def test_an_empty_tensor_is_a_clear_error(identity, shape) -> None:
     assert str(tuple(shape)) in str(error.value)
 
 
+def test_a_channels_first_numpy_image_is_refused_with_the_fix(identity) -> None:
+    with pytest.raises(UnsupportedImageError, match="channels-first.*np.moveaxis"):
+        enhance(np.zeros((3, 40, 48), np.uint8), model=identity)
+    assert enhance(np.zeros((3, 40, 4), np.uint8), model=identity).shape == (3, 40, 4)  # 3 rows of RGBA
+
+
 @pytest.mark.parametrize("dtype", [">u2", "<u2", ">f4", ">f8"])
 def test_numpy_images_of_either_byte_order_are_accepted(identity, dtype) -> None:
     rng = np.random.default_rng(3)

@@ -432,6 +432,9 @@ def enhance(
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
             raise UnsupportedImageError(f"numpy images must be HxW or HxWxC with pixels, got shape {image.shape}")
+        if image.ndim == 3 and image.shape[2] > 4 and image.shape[0] <= 4:
+            raise UnsupportedImageError(f"numpy images are HxWxC, got shape {image.shape}, which looks channels-first "
+                                        "(CxHxW); pass np.moveaxis(image, 0, -1)")
         unit, dtype = _to_unit(image)
         x = (unit[..., None] if image.ndim == 2 else unit).permute(2, 0, 1)[None]
         scale, channels = network.config.scale, x.shape[1]
