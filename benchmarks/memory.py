@@ -1,11 +1,13 @@
-"""Peak resident memory of ``hfpie sr`` against the output's size (the CLI, file in, file out).
+"""Peak resident memory of ``hfpie sr`` (or ``denoise`` / ``deblur``) against the output's size (the CLI,
+file in, file out).
 
     python benchmarks/memory.py --output docs/memory.json [--megapixels 1 4 16 64 256] [--model sr-x4]
+    python benchmarks/memory.py --task denoise --model denoise --megapixels 16 64 --label denoise ...
     python benchmarks/memory.py --src /tmp/old-hfpie/src --label before ...   # another copy of the code
     python benchmarks/memory.py --tile 256 --label "tile 256" ...             # CLI settings to compare
 
 Every size runs in a fresh process, ``hfpie sr IN.png --scale S -o OUT.png`` through the CLI's own
-entry point; its peak resident set (``ru_maxrss`` of that child, from ``os.wait4``) and wall time are
+entry point; its peak resident set (``VmHWM``, read by the child itself: see ``_run``) and wall time are
 reported, with the same for a process that only imports hfpie and loads the model (the floor every
 call pays). The input is a synthetic photo-like PNG of the given *output* megapixels / scale^2
 (sinusoids plus noise, as in benchmarks/scaling.py). ``--src`` puts another source tree first on
@@ -48,26 +50,28 @@ else:
     except SystemExit as stop:
         if stop.code:
             raise
-print(json.dumps({"module": hfpie.__file__, "seconds": time.perf_counter() - start}))
+with open("/proc/self/status") as status:  # this process's own high-water mark (see _run)
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+print(json.dumps({"module": hfpie.__file__, "seconds": time.perf_counter() - start, "peak_rss_mb": peak}))
 """
 
 
 def _run(arguments: list[str], env: dict[str, str]) -> dict:
-    """Run the child with ``arguments``; its JSON line plus its peak RSS in MB."""
-    process = subprocess.Popen([sys.executable, "-c", _CHILD, *arguments], env=env, stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    output = process.stdout.read().decode()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    """Run the child with ``arguments``; its JSON line, with its peak RSS in MB (``VmHWM``, read by the
+    child itself). Not ``ru_maxrss`` from ``wait4``: Linux starts a spawned child's maximum at the
+    parent's resident set (the exec happens in the parent's memory), so a parent that has just built a
+    64 MP test image made every child read about 3.4 GB."""
+    process = subprocess.run([sys.executable, "-c", _CHILD, *arguments], env=env, stdout=subprocess.PIPE)
     if process.returncode:
         raise RuntimeError(f"{arguments} failed with exit code {process.returncode}")
-    return {**json.loads(output.strip().splitlines()[-1]), "peak_rss_mb": usage.ru_maxrss / 1024}
+    return json.loads(process.stdout.decode().strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--megapixels", nargs="+", type=float, default=[1, 4, 16, 64, 256],
                         help="output sizes in megapixels")
+    parser.add_argument("--task", default="sr", choices=["sr", "denoise", "deblur"])
     parser.add_argument("--model", default="sr-x4")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--src", type=Path, default=None, help="source tree to import hfpie from (default: installed)")
@@ -77,6 +81,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="JSON to write (rows of other labels are kept)")
     args = parser.parse_args()
 
+    if args.task != "sr":
+        args.scale = 1
     env = dict(os.environ)
     if args.no_heap_reuse:
         env["HFPIE_HEAP_REUSE"] = "0"
@@ -91,13 +97,14 @@ def main() -> None:
             side = int((megapixels * 1e6) ** 0.5) // args.scale
             source, target = Path(folder) / "in.png", Path(folder) / "out.png"
             Image.fromarray(_synthetic(side, side)).save(source, compress_level=1)
-            result = _run(["sr", str(source), "--scale", str(args.scale), "-m", args.model, "-o", str(target),
+            scale = ["--scale", str(args.scale)] if args.task == "sr" else []
+            result = _run([args.task, str(source), *scale, "-m", args.model, "-o", str(target),
                            "--quiet", "--overwrite", *settings], env)
             with Image.open(target) as written:
                 width, height = written.size
             output_megapixels = width * height / 1e6
             output_mb = width * height * 3 / 2**20  # the uint8 RGB result itself
-            row = {"label": args.label, "model": args.model, "scale": args.scale, "tile": args.tile,
+            row = {"label": args.label, "task": args.task, "model": args.model, "scale": args.scale, "tile": args.tile,
                    "heap_reuse": not args.no_heap_reuse, "input": f"{side}x{side}",
                    "output": f"{width}x{height}", "output_megapixels": output_megapixels,
                    "peak_rss_mb": round(result["peak_rss_mb"], 1), "floor_mb": round(floor["peak_rss_mb"], 1),

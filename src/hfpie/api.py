@@ -22,7 +22,7 @@ from .io import ImageFile, image_file_from_pil, read_image, to_pil
 from .models import HFPIENet
 from .tasks import check_task, output_scale
 from .runner import CPU_TILE, DEFAULT_MAX_HALO, available_devices, default_device, resolve_device, run_network, suggest_tile_size
-from .tiling import TileWriter
+from .tiling import TileWriter, as_unit
 
 __all__ = [
     "CPU_TILE",
@@ -180,11 +180,12 @@ def _check_unit_range(low: float, high: float, kind: str) -> None:
         )
 
 
-def _to_unit(array: np.ndarray) -> tuple[torch.Tensor, np.dtype]:
-    """Float pixels in [0, 1] and the dtype to give back (any byte order: ``>u2`` holds uint16 values)."""
+def _to_tensor(array: np.ndarray) -> tuple[torch.Tensor, np.dtype]:
+    """The pixels as a tensor, uint8 as they are (read as float tile by tile) and anything else as float
+    in [0, 1], and the dtype to give back (any byte order: ``>u2`` holds uint16 values)."""
     native = array.dtype.newbyteorder("=")
-    if native == np.uint8:
-        return torch.from_numpy(array.astype(np.float32) / 255.0), array.dtype
+    if native == np.uint8:  # never written to; a read-only array is copied only because torch asks
+        return torch.from_numpy(array if array.flags.writeable else array.copy()), array.dtype
     if native == np.uint16:
         return torch.from_numpy(array.astype(np.float32) / 65535.0), array.dtype
     if np.issubdtype(array.dtype, np.floating):
@@ -212,21 +213,23 @@ def _converting_writer(target: np.ndarray, grey: bool) -> TileWriter:
 
 
 def _write_in_strips(values: torch.Tensor, write: TileWriter) -> None:
-    """Hand a whole (1, C, H, W) float result to ``write`` :data:`_STRIP_ROWS` rows at a time."""
+    """Hand a whole (1, C, H, W) result (float in [0, 1], or uint8) to ``write`` as float,
+    :data:`_STRIP_ROWS` rows at a time."""
     height, width = values.shape[-2:]
     for top in range(0, height, _STRIP_ROWS):
         bottom = min(top + _STRIP_ROWS, height)
-        write((top, bottom, 0, width), values[..., top:bottom, :])
+        write((top, bottom, 0, width), as_unit(values[..., top:bottom, :]))
 
 
 def _enhance_into(x: torch.Tensor, network: HFPIENet, strength: float, settings: Settings, colour_out: np.ndarray,
                   alpha_out: np.ndarray | None) -> None:
-    """:func:`_enhance_tensor` of a (1, C, H, W) image in [0, 1], written into ``colour_out`` (HxWx1 for
-    grey, HxWx3) and ``alpha_out`` (HxW; when the image has alpha) in their dtype.
+    """:func:`_enhance_tensor` of a (1, C, H, W) image (float in [0, 1], or uint8), written into
+    ``colour_out`` (HxWx1 for grey, HxWx3) and ``alpha_out`` (HxW; when the image has alpha) in their dtype.
 
-    One pass at strength 1 converts each tile as it comes out of the network, so the output never
-    exists in float32 as a whole (peak memory: the output plus a working set, docs/speed.md); other
-    strengths and ensembles convert their float result a few rows at a time."""
+    One pass at strength 1 reads a uint8 input as float one tile at a time and converts each tile as it
+    comes out of the network, so neither the input nor the output exists in float32 as a whole (peak
+    memory: the image in 8 bits plus a working set, docs/speed.md); other strengths and ensembles work
+    on the whole image in float and convert their result a few rows at a time."""
     colour, alpha, grey = _split_channels(x)
     scale = network.config.scale
     write = _converting_writer(colour_out, grey)
@@ -235,9 +238,9 @@ def _enhance_into(x: torch.Tensor, network: HFPIENet, strength: float, settings:
     elif strength == 1 and settings.ensemble == 1:
         settings.run_into(network, colour, write)
     else:
-        _write_in_strips(_restore_colour(network, colour, strength, settings), write)
+        _write_in_strips(_restore_colour(network, as_unit(colour), strength, settings), write)
     if alpha is not None and alpha_out is not None:
-        alpha = alpha.float().cpu()
+        alpha = as_unit(alpha.cpu()).float()
         if scale != 1:
             alpha = F.interpolate(alpha, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
         _write_in_strips(alpha, _converting_writer(alpha_out[..., None], False))
@@ -269,9 +272,10 @@ def enhance_image_file(image: ImageFile, network: HFPIENet, *, strength: float =
 
 def _enhance_file(image: ImageFile, network: HFPIENet, strength: float, settings: Settings) -> ImageFile:
     settings = settings.for_input(network, high_depth=image.bit_depth == 16)
-    maximum = 65535.0 if image.bit_depth == 16 else 255.0
     stack = [image.pixels] + ([image.alpha[..., None]] if image.alpha is not None else [])
-    array = np.concatenate(stack, axis=2).astype(np.float32) / maximum
+    array = np.concatenate(stack, axis=2)  # 8 bits stay 8 bits: converted to float tile by tile
+    if image.bit_depth == 16:
+        array = array.astype(np.float32) / 65535.0
     x = torch.from_numpy(array).permute(2, 0, 1)[None]
     scale = network.config.scale
     height, width, channels = image.pixels.shape
@@ -435,8 +439,8 @@ def enhance(
         if image.ndim == 3 and image.shape[2] > 4 and image.shape[0] <= 4:
             raise UnsupportedImageError(f"numpy images are HxWxC, got shape {image.shape}, which looks channels-first "
                                         "(CxHxW); pass np.moveaxis(image, 0, -1)")
-        unit, dtype = _to_unit(image)
-        x = (unit[..., None] if image.ndim == 2 else unit).permute(2, 0, 1)[None]
+        pixels, dtype = _to_tensor(image)
+        x = (pixels[..., None] if image.ndim == 2 else pixels).permute(2, 0, 1)[None]
         scale, channels = network.config.scale, x.shape[1]
         out = np.empty((x.shape[2] * scale, x.shape[3] * scale, channels), dtype)
         colour_channels = 1 if channels in (1, 2) else 3

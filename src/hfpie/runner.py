@@ -213,7 +213,8 @@ def run_network(
     batch: int | None = None,
     write: TileWriter | None = None,
 ) -> torch.Tensor | None:
-    """Run ``network`` on an (N, C, H, W) float image in [0, 1] of any size; output on the CPU.
+    """Run ``network`` on an (N, C, H, W) image of any size, float in [0, 1] or uint8 (0-255, converted
+    to float window by window, so no float copy of the whole input is made); output on the CPU.
 
     Pads to the network's ``multiple_of`` once (sides under :data:`MIN_WORKING_SIDE` to that size),
     tiles when the image does not fit in memory (or when ``tile`` is given), and crops the padding off
@@ -252,7 +253,8 @@ def run_network(
         tile_batch = batch
     config = network.config
     height, width = image.shape[-2:]
-    padded, (top, left) = pad_to_working_size(image.float().cpu(), config.multiple_of, MIN_WORKING_SIDE)
+    pixels = image.cpu() if image.dtype == torch.uint8 else image.float().cpu()  # uint8: converted per window
+    padded, (top, left) = pad_to_working_size(pixels, config.multiple_of, MIN_WORKING_SIDE)
     plan = plan_run(network, tuple(padded.shape[-2:]), device=device, tile=tile, halo=halo, precision=precision,
                     half=half, tile_batch=tile_batch)
     scale = config.scale

@@ -22,12 +22,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .precision import autocast
 
-__all__ = ["TileSpec", "TileWriter", "forward_tile", "pad_to_multiple", "pad_to_working_size", "tile_cores",
+__all__ = ["UINT8_TO_UNIT", "TileSpec", "TileWriter", "as_unit", "forward_tile", "pad_to_multiple", "pad_to_working_size", "tile_cores",
            "tiled_forward"]
 
 
@@ -150,6 +151,21 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
+UINT8_TO_UNIT = torch.from_numpy(np.arange(256, dtype=np.float32) / 255.0)
+"""The float in [0, 1] of each 8-bit level, as NumPy's ``array.astype(np.float32) / 255.0`` gives it
+(a table, so every device converts to the same bits: CUDA divides by a scalar through its reciprocal)."""
+
+
+def as_unit(x: torch.Tensor) -> torch.Tensor:
+    """Float pixels in [0, 1]: a float tensor as it is, a uint8 one (0-255) as :data:`UINT8_TO_UNIT` has it."""
+    if x.dtype != torch.uint8:
+        return x
+    if x.device.type == "cpu":  # NumPy's division, in place: the table's values without an index array
+        unit = x.numpy().astype(np.float32)
+        return torch.from_numpy(np.divide(unit, 255.0, out=unit))
+    return UINT8_TO_UNIT.to(x.device)[x.int()]
+
+
 def tiled_forward(
     model: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
@@ -169,8 +185,9 @@ def tiled_forward(
 
     Args:
         model: maps (N, C, h, w) on ``device`` to (N, C', h * scale, w * scale).
-        image: (N, C, H, W) float tensor on the CPU; H and W multiples of ``spec.multiple_of``
-            (use :func:`pad_to_multiple` first).
+        image: (N, C, H, W) tensor on the CPU, float in [0, 1] or uint8 (0-255, converted window by
+            window on the device: no float copy of the whole image); H and W multiples of
+            ``spec.multiple_of`` (use :func:`pad_to_multiple` first).
         spec: scale, multiple_of, alignment and halo of the model.
         tile: core side in input pixels (rounded up to ``spec.alignment``); the image's longer side
             runs it whole. (The automatic choice is :func:`hfpie.runner.plan_run`'s.)
@@ -229,7 +246,7 @@ def tiled_forward(
         try:
             views = [image[..., rt:rb, rl:rr] for rt, rb, rl, rr in windows]
             stacked = views[0] if len(views) == 1 else torch.cat(views)  # one window: no host copy
-            result = forward_tile(model, stacked.to(device, non_blocking=True), precision=precision)
+            result = forward_tile(model, as_unit(stacked.to(device, non_blocking=True)), precision=precision)
         except RuntimeError as error:
             if not _is_out_of_memory(error):
                 raise
