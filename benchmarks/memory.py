@@ -128,7 +128,7 @@ def main() -> None:
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "commit": commit,
             "source": str(args.src) if args.src else "installed", "machine": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count()}}
+            "cpus": os.cpu_count(), "peak_measure": "VmHWM of the child"}}
         args.output.write_text(json.dumps({"runs": runs, "rows": kept + rows}, indent=2) + "\n")
         print(f"wrote {args.output}")
 
