@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -188,3 +189,14 @@ def test_cpu_cores_shrink_for_large_scales(scale: int, core: int) -> None:
     side = runner.suggest_tile_size(network, torch.device("cpu"), half=False, halo=16)
     alignment = network.config.alignment
     assert side == core // alignment * alignment
+
+
+def test_the_8_bit_table_holds_numpys_division_and_every_device_path_agrees() -> None:
+    from hfpie.tiling import UINT8_TO_UNIT, as_unit
+
+    levels = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(UINT8_TO_UNIT.numpy(), levels.astype(np.float32) / 255.0)
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, 7, 9), dtype=np.uint8))
+    assert torch.equal(as_unit(image), UINT8_TO_UNIT[image.int()])  # the CPU path and the table (CUDA) path
+    floats = torch.rand(1, 3, 4, 4)
+    assert as_unit(floats) is floats
