@@ -162,6 +162,7 @@ def decode_image(data: bytes, name: str | os.PathLike[str] = "image") -> ImageFi
             pixels, alpha = decoded.pixels, decoded.alpha
             dpi, xmp = metadata.read_dpi(opened), metadata.read_xmp(opened)
             chunks = metadata.png_chunks(data) if image_format == "PNG" else ()
+            deeper = _more_than_8_bits(opened, data)
     except UnidentifiedImageError as error:
         raise ImageReadError(f"{path}: not a readable image ({error.__class__.__name__})") from None
     except Image.DecompressionBombError as error:
@@ -171,8 +172,8 @@ def decode_image(data: bytes, name: str | os.PathLike[str] = "image") -> ImageFi
         ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{path}: cannot decode the image, it may be truncated or corrupted ({error})") from None
-    if image_format in {"PNG", "TIFF"} and pixels.dtype == np.uint8 and pixels.shape[2] == 3:
-        # Pillow reads 16-bit colour as 8-bit: take the pixels from OpenCV when the file is deeper.
+    if deeper and pixels.dtype == np.uint8 and pixels.shape[2] == 3:
+        # Pillow reads 16-bit colour as 8-bit: take the pixels from OpenCV (only then: no second decode).
         deep = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if deep is not None and deep.dtype == np.uint16 and deep.ndim == 3:
             deep = _orient(deep, orientation)
@@ -180,6 +181,16 @@ def decode_image(data: bytes, name: str | os.PathLike[str] = "image") -> ImageFi
             alpha = np.ascontiguousarray(deep[..., 3]) if deep.shape[2] == 4 else None
     return ImageFile(pixels=pixels, alpha=alpha, format=image_format, exif=exif_bytes, icc_profile=icc,
                      dpi=dpi, xmp=xmp, png_chunks=chunks)
+
+
+def _more_than_8_bits(opened: Image.Image, data: bytes) -> bool:
+    """Whether a PNG or TIFF stores more than 8 bits a sample (its header says so; nothing is decoded)."""
+    if opened.format == "PNG":
+        return data[24] > 8  # IHDR's bit depth: signature 8, length 4, type 4, width 4, height 4
+    if opened.format == "TIFF":
+        bits = getattr(opened, "tag_v2", {}).get(258, 8)
+        return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+    return False
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -474,14 +485,8 @@ def _encode_deep_colour(image: ImageFile, image_format: str) -> bytes:
     if not ok:
         raise UnsupportedImageError(f"OpenCV could not encode a 16-bit {image_format} image")
     data = encoded.tobytes()
-    extra = b""
-    if image.icc_profile:
-        extra += metadata.png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(image.icc_profile))
-    if image.exif:
-        exif = image.exif[6:] if image.exif.startswith(b"Exif\x00\x00") else image.exif
-        extra += metadata.png_chunk(b"eXIf", exif)
-    for kind, body in metadata.png_extra_chunks(dpi=image.dpi, xmp=image.xmp, chunks=image.png_chunks):
-        extra += metadata.png_chunk(kind, body)
+    extra = b"".join(metadata.png_chunk(kind, body) for kind, body in metadata.png_extra_chunks(
+        icc_profile=image.icc_profile, exif=image.exif, dpi=image.dpi, xmp=image.xmp, chunks=image.png_chunks))
     header_end = 8 + 25  # signature + IHDR chunk
     return data[:header_end] + extra + data[header_end:]
 

@@ -73,9 +73,12 @@ def _has_xmp(chunks: tuple[tuple[bytes, bytes], ...]) -> bool:
     return any(kind == b"iTXt" and body.startswith(_XMP_KEYWORD + b"\x00") for kind, body in chunks)
 
 
-def _xmp_chunk_body(xmp: bytes) -> bytes:
+def _with_xmp(chunks: tuple[tuple[bytes, bytes], ...], xmp: bytes | None) -> list[tuple[bytes, bytes]]:
+    """``chunks``, plus an iTXt chunk holding ``xmp`` unless one of them holds an XMP packet already."""
+    if not xmp or _has_xmp(chunks):
+        return list(chunks)
     # keyword, null, compression flag 0, method 0, empty language tag, empty translated keyword
-    return _XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + xmp
+    return [*chunks, (b"iTXt", _XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + xmp)]
 
 
 def save_options(image_format: str, *, dpi: tuple[float, float] | None, xmp: bytes | None,
@@ -86,10 +89,8 @@ def save_options(image_format: str, *, dpi: tuple[float, float] | None, xmp: byt
         options["dpi"] = dpi
     if image_format == "PNG" and (chunks or xmp):
         info = PngImagePlugin.PngInfo()
-        for kind, body in chunks:
+        for kind, body in _with_xmp(chunks, xmp):
             info.add(kind, body)
-        if xmp and not _has_xmp(chunks):
-            info.add(b"iTXt", _xmp_chunk_body(xmp))
         options["pnginfo"] = info
     elif xmp and image_format == "JPEG":
         if len(xmp) > _JPEG_XMP_LIMIT:
@@ -104,15 +105,18 @@ def save_options(image_format: str, *, dpi: tuple[float, float] | None, xmp: byt
     return options
 
 
-def png_extra_chunks(*, dpi: tuple[float, float] | None, xmp: bytes | None,
-                     chunks: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
-    """(type, body) of the chunks to add to a PNG encoded without Pillow (16-bit colour through OpenCV)."""
-    extra = list(chunks)
+def png_extra_chunks(*, icc_profile: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None,
+                     xmp: bytes | None, chunks: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
+    """(type, body) of every metadata chunk of a PNG encoded without Pillow (16-bit colour through
+    OpenCV), to go right after its IHDR: ICC profile, EXIF, resolution, the copied chunks and XMP."""
+    extra = []
+    if icc_profile:
+        extra.append((b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    if exif:
+        extra.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     if dpi:
         extra.append((b"pHYs", struct.pack(">IIB", *(round(v / _METRES_PER_INCH) for v in dpi), 1)))
-    if xmp and not _has_xmp(chunks):
-        extra.append((b"iTXt", _xmp_chunk_body(xmp)))
-    return extra
+    return extra + _with_xmp(chunks, xmp)
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from .precision import autocast
 
-__all__ = ["UINT8_TO_UNIT", "TileSpec", "TileWriter", "as_unit", "forward_tile", "pad_to_multiple", "pad_to_working_size", "tile_cores",
-           "tiled_forward"]
+__all__ = ["UINT8_TO_UNIT", "TileSpec", "TileWriter", "as_unit", "forward_tile", "pad_to_multiple",
+           "pad_to_working_size", "tile_cores", "tiled_forward"]
 
 
 TileWriter = Callable[[tuple[int, int, int, int], torch.Tensor], None]
