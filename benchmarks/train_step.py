@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Where a training step's time goes on this machine: data, forward, loss, backward, optimiser, EMA.
 
-    python benchmarks/train_step.py [--steps 10] [--threads 2] [--json out.json]
+    python benchmarks/train_step.py [--steps 10] [--threads 2] [--blocks 10,4,8] [--json out.json]
 
 For the shipped presets' CPU recipes (``small`` denoise: batch 16 of 64 px; ``small`` sr x4: batch 16
-of 128 px HR) it times each phase of the trainer's step, in fp32 (contiguous, as training ran before) and in bf16 autocast with
-channels-last (what ``precision = "auto"`` picks on CPUs with AMX / AVX-512 BF16), alternating the two
-per step so both see the same machine load. Data is the NumPy pipeline of the trainer
+of 128 px HR; ``--blocks`` / ``--features`` for a grown shape) it times each phase of the trainer's
+step in three variants: fp32 contiguous (as training ran before), fp32 channels-last (what the trainer
+runs on CPUs without fast bf16) and bf16 autocast with channels-last (what ``precision = "auto"``
+picks on CPUs with AMX / AVX-512 BF16), alternating them per step so all see the same machine load. Data is the NumPy pipeline of the trainer
 (:class:`hfpie.training.datasets.PairedPatchDataset`) on synthetic images, so it runs anywhere.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import time
 
@@ -39,24 +41,31 @@ def _images(folder, count: int = 12) -> None:
         Image.fromarray(base).resize((384, 288), Image.BICUBIC).save(folder / f"{index}.png")
 
 
-def profile(name: str, steps: int, data_folder) -> dict:
+VARIANTS = {"fp32": ("fp32", torch.contiguous_format), "fp32-cl": ("fp32", torch.channels_last),
+            "bf16": ("bf16", torch.channels_last)}
+
+
+def profile(name: str, steps: int, data_folder, *, blocks: tuple[int, ...] | None = None,
+            features: int | None = None, variants: tuple[str, ...] = tuple(VARIANTS)) -> dict:
     task, scale, patch = RECIPES[name]
     degradation = make_degradation(task, **({"scale": scale} if task == "sr" else {}))
     dataset = PairedPatchDataset([str(data_folder)], degradation, patch, seed=0, length=10**6)
     torch.manual_seed(0)
-    base = HFPIENet(config_from_preset("small", scale=scale))
+    overrides = {k: v for k, v in (("num_blocks", blocks), ("num_features", features)) if v is not None}
+    base = HFPIENet(dataclasses.replace(config_from_preset("small", scale=scale), **overrides))
     setups = {}
-    for precision, memory_format in (("fp32", torch.contiguous_format), ("bf16", torch.channels_last)):
+    for variant in variants:
+        precision, memory_format = VARIANTS[variant]
         network = copy.deepcopy(base).to(memory_format=memory_format)  # as the trainer: CL on the CPU
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
         ema = torch.optim.swa_utils.AveragedModel(
             network, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999))
-        setups[precision] = (network, optimizer, ema, memory_format)
+        setups[variant] = (precision, network, optimizer, ema, memory_format)
     phases = ("data", "forward", "loss", "backward", "optimizer", "ema")
-    times = {precision: {phase: [] for phase in phases} for precision in ("fp32", "bf16")}
+    times = {variant: {phase: [] for phase in phases} for variant in variants}
 
-    def step(precision: str, index: int) -> dict[str, float]:
-        network, optimizer, ema, memory_format = setups[precision]
+    def step(variant: str, index: int) -> dict[str, float]:
+        precision, network, optimizer, ema, memory_format = setups[variant]
         marks = [time.perf_counter()]
         items = [dataset[index * 16 + i] for i in range(16)]
         degraded = torch.stack([a for a, _ in items]).contiguous(memory_format=memory_format)
@@ -77,18 +86,19 @@ def profile(name: str, steps: int, data_folder) -> dict:
         marks.append(time.perf_counter())
         return dict(zip(phases, np.diff(marks)))
 
-    for index in range(2 * (steps + 2)):
-        precision = ("fp32", "bf16")[index % 2]
-        result = step(precision, index)
-        if index >= 4:  # two warm-up steps each
+    names = list(variants)
+    for index in range(len(names) * (steps + 2)):
+        variant = names[index % len(names)]
+        result = step(variant, index)
+        if index >= 2 * len(names):  # two warm-up steps each
             for phase, seconds in result.items():
-                times[precision][phase].append(seconds)
+                times[variant][phase].append(seconds)
     report = {}
-    for precision, by_phase in times.items():
+    for variant, by_phase in times.items():
         medians = {phase: float(np.median(values)) for phase, values in by_phase.items()}
         medians["total"] = sum(medians.values())
         medians["samples_per_second"] = 16 / medians["total"]
-        report[precision] = medians
+        report[variant] = medians
     return report
 
 
@@ -100,20 +110,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--blocks", type=lambda text: tuple(int(n) for n in text.split(",")), default=None,
+                        help="RCABs per scale, e.g. 10,4,8 (default: the small preset's)")
+    parser.add_argument("--features", type=int, default=None, help="feature channels (default: the preset's)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="fp32 (contiguous), fp32-cl (channels-last), bf16 (autocast, channels-last)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp()) / "images"
     _images(folder)
     results = {}
-    print("| recipe | precision | data | forward | loss | backward | optimiser | EMA | step | samples/s |")
+    print("| recipe | variant | data | forward | loss | backward | optimiser | EMA | step | samples/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
-        results[name] = profile(name, args.steps, folder)
-        for precision, row in results[name].items():
+        results[name] = profile(name, args.steps, folder, blocks=args.blocks, features=args.features,
+                                variants=tuple(args.variants))
+        for variant, row in results[name].items():
             cells = " | ".join(f"{row[p] * 1000:.0f} ms" for p in ("data", "forward", "loss", "backward", "optimizer",
                                                                      "ema", "total"))
-            print(f"| {name} | {precision} | {cells} | {row['samples_per_second']:.1f} |", flush=True)
+            print(f"| {name} | {variant} | {cells} | {row['samples_per_second']:.1f} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

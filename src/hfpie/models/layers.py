@@ -66,23 +66,14 @@ def local_average(x: torch.Tensor, window: int | None) -> torch.Tensor:
 
 
 def multiply_add(base: torch.Tensor, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``base + x * weights``: one fused pass in reduced precision, two float32 passes (bit-stable fp32).
-
-    The fused ``addcmul`` rounds once instead of twice, which changes float32 results in the last bit;
-    float32 keeps the two-step form so that its outputs stay exactly what they were.
-    """
-    if x.dtype == torch.float32 and base.dtype == torch.float32:
-        return base + x * weights
+    """``base + x * weights`` in one fused pass (``addcmul``: one rounding, no full-size temporary)."""
     return torch.addcmul(base, x, weights)
 
 
 def _like_layout(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """In reduced precision, ``values`` in the memory layout of ``reference`` (channels-last or not),
-    so that elementwise operations between full-resolution maps run on matching strides (mixed
-    layouts run several times slower). Float32 keeps the layout it always had: bilinear
-    interpolation in another layout rounds differently, and float32 outputs must not change."""
-    if values.dtype == torch.float32:
-        return values
+    """``values`` in the memory layout of ``reference`` (channels-last or not), so that elementwise
+    operations between full-resolution maps run on matching strides: mixed layouts run several times
+    slower (docs/speed.md, "What was off the fast path"), in float32 as in bfloat16."""
     if reference.dim() == 4 and reference.is_contiguous(memory_format=torch.channels_last) and not reference.is_contiguous():
         return values.contiguous(memory_format=torch.channels_last)
     return values.contiguous()
