@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from hfpie.models import HFPIENet, config_from_preset
@@ -94,3 +95,40 @@ def test_training_starts_from_a_grown_checkpoint(tmp_path: Path) -> None:
         torch.testing.assert_close(grown(image), small(image), rtol=0, atol=1e-6)
     with pytest.raises(RuntimeError):  # without init_grow the shapes must match exactly
         train(config.replace(init_grow=False), tmp_path / "strict", progress=False)
+
+
+def test_training_switches_the_sr_tail_and_keeps_the_rest(tmp_path: Path) -> None:
+    """A direct-tail SR network started from a progressive-tail one: every other tensor as trained, deepened
+    as asked, and the new tail at zero, so the first output is the bilinear upsampling of the input."""
+    folder = _images(tmp_path / "data")
+    small = _trained(config_from_preset("tiny", scale=4))
+    weights = export_weights(small, tmp_path / "small.safetensors")
+    config = TrainConfig(task="sr", scale=4, preset="tiny", model={"num_blocks": (2, 2, 2), "sr_tail": "direct"},
+                         train_folders=(str(folder),), patch_size=32, batch_size=2, steps=1, learning_rate=0.0,
+                         ema_decay=0.0, log_every=1, checkpoint_every=1, val_every=1000, init_weights=str(weights),
+                         init_grow=True, threads=1, precision="fp32")
+    switched = train(config, tmp_path / "run", progress=False).eval()
+    assert switched.config.sr_tail == "direct" and switched.config.num_blocks == (2, 2, 2)
+    tail = switched.scales[0].tail
+    assert isinstance(tail[1], torch.nn.PixelShuffle) and tail[0].out_channels == 3 * 4**2
+    assert torch.count_nonzero(tail[0].weight) == 0
+    image = torch.rand(1, 3, 8, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(switched(image), F.interpolate(image, scale_factor=4, mode="bilinear",
+                                                                   align_corners=False), rtol=0, atol=1e-6)
+    grown = dataclasses.replace(small.config, num_blocks=(2, 2, 2))
+    expected = grow_state(small.state_dict(), small.config, grown)
+    kept = {name: value for name, value in switched.state_dict().items() if not name.startswith("scales.0.tail.")}
+    assert kept.keys() == {name for name in expected if not name.startswith("scales.0.tail.")}
+    for name, value in kept.items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_the_direct_sr_tail_upsamples_with_one_shuffle() -> None:
+    network = HFPIENet(config_from_preset("tiny", scale=4, sr_tail="direct"))
+    assert network(torch.rand(1, 3, 8, 12)).shape == (1, 3, 32, 48)
+    assert sum(isinstance(m, torch.nn.PixelShuffle) for m in network.scales[0].tail.modules()) == 1
+    restore = HFPIENet(config_from_preset("tiny", sr_tail="direct"))  # no effect at scale 1
+    assert restore.state_dict().keys() == HFPIENet(config_from_preset("tiny")).state_dict().keys()
+    with pytest.raises(ValueError, match="sr_tail"):
+        config_from_preset("tiny", scale=4, sr_tail="bicubic")

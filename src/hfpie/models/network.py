@@ -64,6 +64,12 @@ class HFPIEConfig:
     """Kernel size of the convolution along the feature axis."""
     global_residual: bool = True
     """Add the input (upsampled bilinearly for SR) to the output."""
+    sr_tail: str = "progressive"
+    """How the full-resolution tail upsamples for SR: ``"progressive"`` (a 3x3 convolution to 4x the
+    features and a pixel shuffle per doubling, then a 3x3 convolution to RGB at the output size), or
+    ``"direct"`` (one 3x3 convolution to ``out_channels * scale**2`` at the input size and one pixel
+    shuffle, as ESPCN, IMDN and RFDN end; far cheaper: the progressive x4 tail is about half of the
+    ``sr-x4`` forward pass on the CPU, docs/training.md). No effect at scale 1."""
 
     def __post_init__(self) -> None:
         if self.scale not in (1, 2, 3, 4, 8):
@@ -74,6 +80,8 @@ class HFPIEConfig:
             raise ValueError("num_features must be >= 4 and reduction >= 1")
         if self.attention_window is not None and self.attention_window < 1:
             raise ValueError("attention_window must be a positive number of pixels or None (global pooling)")
+        if self.sr_tail not in ("progressive", "direct"):
+            raise ValueError(f"sr_tail must be 'progressive' or 'direct', got {self.sr_tail!r}")
 
     @property
     def num_scales(self) -> int:
@@ -224,6 +232,10 @@ class _Scale(nn.Module):
         self.merge_tail = _Merge(3 if config.edge_filtering else 2, config, level)
         if level > 0:
             self.tail: nn.Module = Upsample(features, 2)  # up to the next finer scale
+        elif config.sr_tail == "direct" and config.scale > 1:
+            self.tail = nn.Sequential(
+                nn.Conv2d(features, config.out_channels * config.scale**2, 3, padding=1), nn.PixelShuffle(config.scale)
+            )
         else:
             self.tail = nn.Sequential(
                 Upsample(features, config.scale), nn.Conv2d(features, config.out_channels, 3, padding=1)
