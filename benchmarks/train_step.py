@@ -4,7 +4,7 @@
     python benchmarks/train_step.py [--steps 10] [--threads 2] [--blocks 10,4,8] [--json out.json]
 
 For the shipped presets' CPU recipes (``small`` denoise: batch 16 of 64 px; ``small`` sr x4: batch 16
-of 128 px HR; ``--blocks`` / ``--features`` for a grown shape) it times each phase of the trainer's
+of 128 px HR; ``--blocks`` / ``--features`` / ``--sr-tail`` for another shape) it times each phase of the trainer's
 step in three variants: fp32 contiguous (as training ran before), fp32 channels-last (what the trainer
 runs on CPUs without fast bf16) and bf16 autocast with channels-last (what ``precision = "auto"``
 picks on CPUs with AMX / AVX-512 BF16), alternating them per step so all see the same machine load. Data is the NumPy pipeline of the trainer
@@ -46,12 +46,13 @@ VARIANTS = {"fp32": ("fp32", torch.contiguous_format), "fp32-cl": ("fp32", torch
 
 
 def profile(name: str, steps: int, data_folder, *, blocks: tuple[int, ...] | None = None,
-            features: int | None = None, variants: tuple[str, ...] = tuple(VARIANTS)) -> dict:
+            features: int | None = None, sr_tail: str | None = None, variants: tuple[str, ...] = tuple(VARIANTS)) -> dict:
     task, scale, patch = RECIPES[name]
     degradation = make_degradation(task, **({"scale": scale} if task == "sr" else {}))
     dataset = PairedPatchDataset([str(data_folder)], degradation, patch, seed=0, length=10**6)
     torch.manual_seed(0)
-    overrides = {k: v for k, v in (("num_blocks", blocks), ("num_features", features)) if v is not None}
+    overrides = {k: v for k, v in (("num_blocks", blocks), ("num_features", features), ("sr_tail", sr_tail))
+                 if v is not None}
     base = HFPIENet(dataclasses.replace(config_from_preset("small", scale=scale), **overrides))
     setups = {}
     for variant in variants:
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=lambda text: tuple(int(n) for n in text.split(",")), default=None,
                         help="RCABs per scale, e.g. 10,4,8 (default: the small preset's)")
     parser.add_argument("--features", type=int, default=None, help="feature channels (default: the preset's)")
+    parser.add_argument("--sr-tail", choices=("progressive", "direct"), default=None)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="fp32 (contiguous), fp32-cl (channels-last), bf16 (autocast, channels-last)")
     parser.add_argument("--json", type=Path, default=None)
@@ -124,7 +126,7 @@ def main() -> None:
     print("| recipe | variant | data | forward | loss | backward | optimiser | EMA | step | samples/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
-        results[name] = profile(name, args.steps, folder, blocks=args.blocks, features=args.features,
+        results[name] = profile(name, args.steps, folder, blocks=args.blocks, features=args.features, sr_tail=args.sr_tail,
                                 variants=tuple(args.variants))
         for variant, row in results[name].items():
             cells = " | ".join(f"{row[p] * 1000:.0f} ms" for p in ("data", "forward", "loss", "backward", "optimizer",
