@@ -72,6 +72,14 @@ CONTINUED = "; continued on the CPU on all of its training folders"
 (the model cards list them: python scripts/model_cards.py)."""
 
 
+def promotes(name: str, before: dict[str, float], after: dict[str, float]) -> bool:
+    """Whether scores ``after`` replace ``before``: a higher mean, no set of the protocol lower (the weights
+    issue: a promoted model never scores lower on the full protocol), no guard down by more than GUARD_DB."""
+    return (after["mean"] > before["mean"]
+            and all(after[label] >= before[label] for label, *_ in PROTOCOL[name])
+            and all(after[label] >= before[label] - GUARD_DB for label, *_ in GUARDS.get(name, [])))
+
+
 def load_state(name: str) -> dict:
     path = STATE / f"{name}.json"
     if path.exists():
@@ -259,8 +267,7 @@ def finish(args: argparse.Namespace) -> None:
         session = _session_log(run_dir)
         shipped = WEIGHTS / f"{name}.safetensors"
         before, after = score(name, shipped), score(name, candidate)
-        promoted = after["mean"] > before["mean"] and all(
-            after[label] >= before[label] - GUARD_DB for label, *_ in GUARDS.get(name, []))
+        promoted = promotes(name, before, after)
         before.pop("ssim")
         after_ssim = after.pop("ssim")  # the state keeps PSNR only; the manifest gets both
         campaign = state["campaign"]

@@ -95,3 +95,16 @@ def test_a_campaign_ends_with_its_schedule(tmp_path: Path, monkeypatch) -> None:
     config = continual_training._session_config("sr-x4", state, 1.0, 1)
     assert config.network_config().num_blocks == (14, 4, 8) and config.network_config().num_features == 48
     assert continual_training._shape(state["campaign"]) == "(14, 4, 8) x 48"
+
+
+def test_a_candidate_is_promoted_only_when_no_set_of_the_protocol_falls() -> None:
+    before = {"Set5 x4 Y": 31.673, "Set14 x4 Y": 28.219, "mean": 29.946}
+    mixed = {"Set5 x4 Y": 31.686, "Set14 x4 Y": 28.210, "mean": 29.948}  # 2026-12-04: higher mean, Set14 lower
+    assert not continual_training.promotes("sr-x4", before, mixed)
+    assert continual_training.promotes("sr-x4", before, {"Set5 x4 Y": 31.686, "Set14 x4 Y": 28.219, "mean": 29.952})
+    assert not continual_training.promotes("sr-x4", before, dict(before))
+    clean = "CBSD68 clean photos (output vs input)"
+    label = continual_training.PROTOCOL["denoise-real"][0][0]
+    real = {label: 37.0, clean: 46.0, "mean": 37.0}
+    assert continual_training.promotes("denoise-real", real, {label: 37.1, clean: 45.8, "mean": 37.1})
+    assert not continual_training.promotes("denoise-real", real, {label: 37.1, clean: 45.6, "mean": 37.1})
