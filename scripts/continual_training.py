@@ -252,6 +252,7 @@ def finish(args: argparse.Namespace) -> None:
     from release import add_to_manifest
 
     from hfpie.hub import load_network
+    from hfpie.models import HFPIEConfig
 
     torch.set_num_threads(args.threads)
 
@@ -289,7 +290,7 @@ def finish(args: argparse.Namespace) -> None:
             extra = {k: v for k, v in entry.items() if k not in {"task", "scale", "default", "preset", "config", "repo_id",
                                                                  "filename", "revision", "sha256", "size", "license",
                                                                  "training_data"}}
-            same_shape = json.loads(json.dumps(load_network(candidate).config.to_dict())) == entry["config"]  # tuples as lists
+            same_shape = load_network(candidate).config == HFPIEConfig.from_dict(entry["config"])  # defaults filled in
             extra.update(steps=steps, wall_time=wall, metrics=updated_metrics(name, entry.get("metrics", []), after,
                                                                                after_ssim, same_shape=same_shape))
             folders = [Path(folder).name for folder in base_config(name, state, 1, None).train_folders]
