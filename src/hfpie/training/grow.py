@@ -35,6 +35,9 @@ __all__ = ["grow_state"]
 _BODY = re.compile(r"^scales\.(\d+)\.body\.(\d+)\.(.+)$")
 
 
+_SR_TAIL = "scales.0.tail."
+
+
 def grow_state(state: dict[str, torch.Tensor], source: HFPIEConfig, target: HFPIEConfig, *,
                seed: int = 0) -> dict[str, torch.Tensor]:
     """The state dict of ``target`` (a deeper and/or wider ``source``) whose network computes what
@@ -42,10 +45,12 @@ def grow_state(state: dict[str, torch.Tensor], source: HFPIEConfig, target: HFPI
 
     New blocks' first convolutions and attentions get the network's usual random initialisation
     (from ``seed``); their second convolutions are zero. New channels get random weights of their
-    own and zero weights into the old channels.
+    own and zero weights into the old channels. Another ``sr_tail`` is not copied: it starts at zero,
+    so that network's first output is the bilinear upsampling of the input.
     """
-    grown_fields = {"num_blocks", "num_features"}
-    if dataclasses.replace(source, num_blocks=target.num_blocks, num_features=target.num_features) != target:
+    grown_fields = {"num_blocks", "num_features", "sr_tail"}
+    if dataclasses.replace(source, num_blocks=target.num_blocks, num_features=target.num_features,
+                           sr_tail=target.sr_tail) != target:
         changed = [f.name for f in dataclasses.fields(source)
                    if f.name not in grown_fields and getattr(source, f.name) != getattr(target, f.name)]
         raise ValueError(f"only num_blocks and num_features can grow; these fields differ too: {changed}")
@@ -61,7 +66,10 @@ def grow_state(state: dict[str, torch.Tensor], source: HFPIEConfig, target: HFPI
     finally:
         torch.random.set_rng_state(generator_state)
 
+    new_tail = source.sr_tail != target.sr_tail and target.scale > 1  # another SR tail: it starts at zero
     for name, value in state.items():
+        if new_tail and name.startswith(_SR_TAIL):
+            continue
         match = _BODY.match(name)
         new_name = name
         if match:
@@ -79,4 +87,8 @@ def grow_state(state: dict[str, torch.Tensor], source: HFPIEConfig, target: HFPI
         for index in range(old, new):
             for part in ("weight", "bias"):
                 grown[f"scales.{level}.body.{index}.conv2.{part}"].zero_()
+    if new_tail:  # the output starts as the bilinear upsampling of the input
+        for name, value in grown.items():
+            if name.startswith(_SR_TAIL):
+                value.zero_()
     return grown

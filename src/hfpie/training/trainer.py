@@ -23,7 +23,6 @@ with native bf16 (AMX / AVX-512 BF16), with float32 master weights; CPU training
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import math
@@ -103,15 +102,10 @@ def export_weights(network: HFPIENet, path: str | Path, metadata: dict[str, str]
     return save_checkpoint(state, path, kind=HFPIE_FORMAT, config=network.config.to_dict(), metadata=metadata)
 
 
-_SR_TAIL = "scales.0.tail."
-
-
 def _load_init_weights(network: HFPIENet, path: str, *, strict: bool, grow: bool = False, seed: int = 0) -> None:
     """Copy the weights of ``path`` (an hfpie checkpoint, or a folder holding ``model.safetensors``) into
     ``network``; non-strict copies the tensors whose name and shape match; ``grow`` deepens a shallower
-    network's weights into this one (:func:`hfpie.training.grow.grow_state`), and where only the SR
-    tail differs (``sr_tail``) copies all but the tail, which starts at zero (the output starts as the
-    bilinear upsampling of the input)."""
+    network's weights into this one, or into another SR tail (:func:`hfpie.training.grow.grow_state`)."""
     file = Path(path) / "model.safetensors" if Path(path).is_dir() else Path(path)
     tensors, metadata = read_checkpoint(file)
     source = {name: value.float() for name, value in tensors.items()}
@@ -119,21 +113,8 @@ def _load_init_weights(network: HFPIENet, path: str, *, strict: bool, grow: bool
         from .grow import grow_state
 
         source_config = HFPIEConfig.from_dict(json.loads(metadata["config"]))
-        new_tail = source_config.sr_tail != network.config.sr_tail and network.config.scale > 1
-        target_config = dataclasses.replace(network.config, sr_tail=source_config.sr_tail)
-        if source_config != target_config:
-            source = grow_state(source, source_config, target_config, seed=seed)
-        if new_tail:  # another SR tail: everything else as trained, the new tail starts at zero
-            source = {name: value for name, value in source.items() if not name.startswith(_SR_TAIL)}
-            with torch.no_grad():
-                for name, value in network.state_dict().items():
-                    if name.startswith(_SR_TAIL):
-                        value.zero_()
-            missing, unexpected = network.load_state_dict(source, strict=False)
-            if any(not name.startswith(_SR_TAIL) for name in [*missing, *unexpected]):
-                raise ValueError(f"{path}: only the SR tail may differ from this network's tensors; "
-                                 f"missing {missing}, unexpected {unexpected}")
-            return
+        if source_config != network.config:
+            source = grow_state(source, source_config, network.config, seed=seed)
     if strict:
         network.load_state_dict(source, strict=True)
         return
