@@ -50,7 +50,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "sweep")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="training config overrides of every variant, e.g. learning_rate=2e-4 (named in the run folder)")
+                        help="training config overrides of every variant, e.g. learning_rate=2e-4 or model.sr_tail=direct "
+                             "(named in the run folder)")
     args = parser.parse_args()
 
     import torch
@@ -72,9 +73,10 @@ def main() -> None:
             campaign = state.get("campaign")
             running = campaign and campaign["position"] < campaign["schedule_steps"]
             config = (_session_config if running else base_config)(args.model, state, args.minutes, args.threads)
-            model = {**config.model, "num_blocks": blocks, **({"num_features": args.features} if args.features else {})}
-            config = config.replace(model=model, init_grow=True,
-                                    **dict(_parse_override(text) for text in args.set))
+            overrides = dict(_parse_override(text) for text in args.set)
+            model = {**config.model, "num_blocks": blocks, **({"num_features": args.features} if args.features else {}),
+                     **{key.removeprefix("model."): overrides.pop(key) for key in list(overrides) if key.startswith("model.")}}
+            config = config.replace(model=model, init_grow=True, **overrides)
             print(f"{time.strftime('%H:%M:%S')} {args.model} {blocks}: training {args.minutes} min", flush=True)
             train(config, run_dir, resume=True, progress=False)
         session = _session_log(run_dir)

@@ -164,9 +164,9 @@ def test_local_average_matches_a_direct_computation() -> None:
     torch.testing.assert_close(local_average(x, None), x.mean(dim=(2, 3), keepdim=True))
 
 
-@pytest.mark.parametrize("scale", [1, 2])
-def test_receptive_radius_bounds_the_influence_of_a_pixel(scale: int) -> None:
-    network = make_network(scale, gain=2.0).double()
+@pytest.mark.parametrize("scale, tail", [(1, {}), (2, {}), (2, {"sr_tail": "direct", "sr_tail_kernel": 7})])
+def test_receptive_radius_bounds_the_influence_of_a_pixel(scale: int, tail: dict) -> None:
+    network = make_network(scale, gain=2.0, **tail).double()
     config = network.config
     radius = config.receptive_radius()
     size = 2 * radius + 24

@@ -124,6 +124,34 @@ def test_training_switches_the_sr_tail_and_keeps_the_rest(tmp_path: Path) -> Non
         torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_a_progressive_tail_becomes_a_5x5_direct_tail_with_the_same_output_inside_the_border(scale: int) -> None:
+    """The progressive tail is linear, so one 5x5 convolution computes it; it only differs within two
+    input pixels of the border, where its intermediate maps are zero-padded. Deeper and wider at once."""
+    grown, network, image = _grown_and_source(scale, sr_tail="direct", sr_tail_kernel=5, num_blocks=(2, 3, 5),
+                                              num_features=24)
+    assert grown.scales[0].tail[0].kernel_size == (5, 5)
+    with torch.no_grad():
+        difference = (grown(image) - network(image)).abs()
+    border = 2 * scale
+    assert difference[..., border:-border, border:-border].max() < 1e-5
+    assert difference.max() > 1e-3  # the border is not the same: the test can tell the tails apart
+    with pytest.raises(ValueError, match="sr_tail_kernel"):
+        config_from_preset("tiny", scale=4, sr_tail="direct", sr_tail_kernel=4)
+
+
+def test_a_direct_tail_too_small_for_the_progressive_one_starts_at_zero_and_a_larger_kernel_is_exact() -> None:
+    small, _, image = _grown_and_source(4, sr_tail="direct")  # 3x3 cannot hold the 5x5 map
+    assert torch.count_nonzero(small.scales[0].tail[0].weight) == 0
+    wider_kernel = HFPIENet(dataclasses.replace(small.config, sr_tail_kernel=7)).eval()
+    with torch.no_grad():
+        small.scales[0].tail[0].weight.normal_(0, 0.05)
+        wider_kernel.load_state_dict(grow_state(small.state_dict(), small.config, wider_kernel.config))
+        torch.testing.assert_close(wider_kernel(image), small(image), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot shrink sr_tail_kernel"):
+        grow_state(wider_kernel.state_dict(), wider_kernel.config, small.config)
+
+
 def test_the_direct_sr_tail_upsamples_with_one_shuffle() -> None:
     network = HFPIENet(config_from_preset("tiny", scale=4, sr_tail="direct"))
     assert network(torch.rand(1, 3, 8, 12)).shape == (1, 3, 32, 48)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from hfpie.training.config import TrainConfig
-from hfpie.training.schedule import cosine_factor, rate_at
+import torch
+
+from hfpie.training.schedule import cosine_factor, make_scheduler, rate_at
 from hfpie.training.trainer import train
 
 from test_trainer import _config, _images, _records
@@ -47,7 +49,8 @@ def test_the_step_schedule_is_the_papers() -> None:
 
 @pytest.mark.parametrize("bad, message", [(dict(schedule_steps=0), "schedule_steps"),
                                           (dict(min_learning_rate=1e-3), "min_learning_rate"),
-                                          (dict(lr_schedule="linear"), "step or cosine")])
+                                          (dict(lr_schedule="linear"), "step, cosine or cosine-time"),
+                                          (dict(lr_schedule="cosine-time"), "time_limit_s")])
 def test_bad_schedules_are_refused_with_what_to_do(bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _cosine(**bad)
@@ -67,3 +70,28 @@ def test_two_sessions_of_a_campaign_log_the_rates_of_one_curve(tmp_path: Path) -
     assert second[-1] == pytest.approx(1e-5)
     assert json.loads((tmp_path / "s2" / "config.json").read_text())["schedule_start"] == 6
     assert not math.isclose(first[0], second[0])
+
+
+def test_the_time_cosine_follows_the_clock_from_the_peak_to_the_floor_at_the_time_limit() -> None:
+    config = _cosine(lr_schedule="cosine-time", time_limit_s=100.0, warmup_steps=4)
+    now = [0.0]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.learning_rate)
+    scheduler = make_scheduler(optimizer, config, clock=lambda: now[0])
+    rates = []
+    for seconds in (0.0, 0.0, 0.0, 50.0, 100.0, 250.0):
+        now[0] = seconds
+        optimizer.step()
+        scheduler.step()
+        rates.append(scheduler.get_last_lr()[0])
+    # steps 1-3 warm up at the peak time; halfway through the time the cosine is halfway; then the floor
+    assert rates == pytest.approx([2.5e-4, 3.75e-4, 5e-4, 1e-6 + (5e-4 - 1e-6) / 2, 1e-6, 1e-6])
+    with pytest.raises(ValueError, match="clock"):
+        make_scheduler(optimizer, config)
+
+
+def test_a_time_cosine_run_ends_at_the_floor_rate(tmp_path: Path) -> None:
+    folder = _images(tmp_path / "data")
+    train(_config(folder, lr_schedule="cosine-time", learning_rate=1e-3, min_learning_rate=1e-5, time_limit_s=3.0,
+                  steps=100_000), tmp_path / "run", progress=False)
+    rates = [r["lr"] for r in _records(tmp_path / "run") if "lr" in r]
+    assert rates[0] > 5e-4 and rates[-1] < 1e-4, rates

@@ -70,6 +70,10 @@ class HFPIEConfig:
     ``"direct"`` (one 3x3 convolution to ``out_channels * scale**2`` at the input size and one pixel
     shuffle, as ESPCN, IMDN and RFDN end; far cheaper: the progressive x4 tail is about half of the
     ``sr-x4`` forward pass on the CPU, docs/training.md). No effect at scale 1."""
+    sr_tail_kernel: int = 3
+    """Kernel size of the ``"direct"`` tail's convolution (odd). 5 covers the receptive field of the
+    progressive x2 and x4 tails, which are linear, so a trained progressive tail converts into a 5x5
+    direct one that computes the same output away from the image border (hfpie.training.grow)."""
 
     def __post_init__(self) -> None:
         if self.scale not in (1, 2, 3, 4, 8):
@@ -82,6 +86,8 @@ class HFPIEConfig:
             raise ValueError("attention_window must be a positive number of pixels or None (global pooling)")
         if self.sr_tail not in ("progressive", "direct"):
             raise ValueError(f"sr_tail must be 'progressive' or 'direct', got {self.sr_tail!r}")
+        if self.sr_tail_kernel < 1 or self.sr_tail_kernel % 2 == 0:
+            raise ValueError(f"sr_tail_kernel must be a positive odd kernel size, got {self.sr_tail_kernel}")
 
     @property
     def num_scales(self) -> int:
@@ -163,7 +169,8 @@ class HFPIEConfig:
             upper = tail_radius
         if self.scale == 1:
             return upper + conv(0)
-        return upper + conv(0) + 1  # SR tail convs run at input resolution; +1 for bilinear residual
+        tail = self.sr_tail_kernel if self.sr_tail == "direct" else 3
+        return upper + conv(0, tail) + 1  # SR tail convs run at input resolution; +1 for bilinear residual
 
 
 PRESETS: dict[str, HFPIEConfig] = {
@@ -234,7 +241,9 @@ class _Scale(nn.Module):
             self.tail: nn.Module = Upsample(features, 2)  # up to the next finer scale
         elif config.sr_tail == "direct" and config.scale > 1:
             self.tail = nn.Sequential(
-                nn.Conv2d(features, config.out_channels * config.scale**2, 3, padding=1), nn.PixelShuffle(config.scale)
+                nn.Conv2d(features, config.out_channels * config.scale**2, config.sr_tail_kernel,
+                          padding=config.sr_tail_kernel // 2),
+                nn.PixelShuffle(config.scale),
             )
         else:
             self.tail = nn.Sequential(

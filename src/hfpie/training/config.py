@@ -72,7 +72,9 @@ class TrainConfig:
     lr_schedule: str = "step"
     """"step" (the paper's: x lr_decay every lr_decay_every steps) or "cosine" (hfpie.training.schedule:
     a cosine from learning_rate down to min_learning_rate at schedule_steps, the planned length of the
-    whole campaign across sessions, entered through a linear warm-up of warmup_steps in every run)."""
+    whole campaign across sessions, entered through a linear warm-up of warmup_steps in every run), or
+    "cosine-time" (the same cosine over the run's time_limit_s of wall time: for a device loan of known
+    length whose step rate is unknown beforehand, scripts/gpu_plan.py)."""
     lr_decay: float = 0.99
     lr_decay_every: int = 1000
     warmup_steps: int = 0
@@ -140,11 +142,13 @@ class TrainConfig:
             raise ValueError(f"data_pipeline must be numpy or tensor, got {self.data_pipeline!r}")
         if self.precision not in {"auto", "bf16", "fp32"}:
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if self.lr_schedule not in {"step", "cosine"}:
-            raise ValueError(f"lr_schedule must be step or cosine, got {self.lr_schedule!r}")
+        if self.lr_schedule not in {"step", "cosine", "cosine-time"}:
+            raise ValueError(f"lr_schedule must be step, cosine or cosine-time, got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine-time" and not self.time_limit_s:
+            raise ValueError("a cosine-time schedule runs over time_limit_s; set time_limit_s (seconds)")
         if self.lr_schedule == "cosine" and self.schedule_steps <= 0:
             raise ValueError("a cosine schedule needs schedule_steps > 0, the campaign's planned length in steps")
-        if self.lr_schedule == "cosine" and not 0 < self.min_learning_rate <= self.learning_rate:
+        if self.lr_schedule != "step" and not 0 < self.min_learning_rate <= self.learning_rate:
             raise ValueError(f"min_learning_rate must be in (0, learning_rate={self.learning_rate}], "
                              f"got {self.min_learning_rate}")
         if self.hpf_weight > 0 and not self.hpf_checkpoint:

@@ -49,7 +49,7 @@ from .config import TrainConfig
 from .datasets import ImageFolderPairs, PairedPatchDataset
 from .degradations import make_degradation
 from .evaluation import evaluate
-from .schedule import make_scheduler
+from .schedule import WallClock, make_scheduler
 
 __all__ = ["TrainState", "evaluate", "export_weights", "plot_training_curves", "train"]
 
@@ -211,6 +211,8 @@ class _Run:
     precision: str
     memory_format: torch.memory_format
     state: TrainState
+    clock: WallClock
+    """Seconds of training so far (started with the first step): drives ``lr_schedule = "cosine-time"``."""
 
     @property
     def evaluated(self) -> HFPIENet:
@@ -240,7 +242,8 @@ def _build(config: TrainConfig, device: torch.device, world_size: int) -> _Run:
         network, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay)
     ) if config.ema_decay > 0 else None
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, betas=config.adam_betas)
-    scheduler = make_scheduler(optimizer, config)
+    clock = WallClock()
+    scheduler = make_scheduler(optimizer, config, clock)
     discriminator = d_optimizer = None
     if config.gan_weight > 0:
         from .gan import DiscriminatorConfig, PatchDiscriminator
@@ -252,7 +255,7 @@ def _build(config: TrainConfig, device: torch.device, world_size: int) -> _Run:
     if world_size > 1:
         model = nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
     return _Run(config, network, model, ema, optimizer, scheduler, discriminator, d_optimizer, device,
-                training_precision(config, device), memory_format, TrainState())
+                training_precision(config, device), memory_format, TrainState(), clock)
 
 
 def _restore(run: _Run, path: Path) -> None:
@@ -422,6 +425,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         bar = tqdm(total=config.steps, initial=run.state.step, unit="step", dynamic_ncols=True)
 
     started = tick = time.perf_counter()
+    run.clock.start()
     for degraded, clean in batches:
         if run.state.step >= end_step:
             break
@@ -430,16 +434,17 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         step_start = time.perf_counter()
         losses = _step(run, degraded, clean, objective)
         step = run.state.step
+        out_of_time = _out_of_time(config, started, run.device, world_size)
+        final = step == config.steps or out_of_time
         if log is not None:
             log.data_time += step_start - tick
             log.compute_time += time.perf_counter() - step_start
-            log.step(step, end_step, run.scheduler.get_last_lr()[0], losses)
+            # the last step is always logged (also when the clock stops the run between log steps)
+            log.step(step, step if final else end_step, run.scheduler.get_last_lr()[0], losses)
         tick = time.perf_counter()
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{losses.get('total', 0.0):.4f}")
-        out_of_time = _out_of_time(config, started, run.device, world_size)
-        final = step == config.steps or out_of_time
         if validation is not None and log is not None and (step % config.val_every == 0 or final):
             _validate(run, validation, run_dir, log)
         if rank == 0 and (step % config.checkpoint_every == 0 or step == end_step or final):

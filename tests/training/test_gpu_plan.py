@@ -1,0 +1,51 @@
+"""scripts/gpu_plan.py: a plan's jobs train at once and come back annealed, in archives that fit a device call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hfpie.checkpoint import read_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import gpu_plan  # noqa: E402  (a repository script, not part of the package)
+
+
+def _data(root: Path) -> Path:
+    """Random images where the continual configs' folders land in a pack: train/<folder>, val/set5."""
+    rng = np.random.default_rng(0)
+    for folder in ("train/t91", "train/live1", "val/set5"):
+        (root / folder).mkdir(parents=True)
+        for index in range(2):
+            image = rng.integers(0, 256, (72, 88, 3), dtype=np.uint8)
+            Image.fromarray(image).save(root / folder / f"img{index}.png")
+    return root
+
+
+def test_the_jobs_of_a_plan_train_at_once_and_end_annealed(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[job]]\nname = "as-shipped"\nmodel = "sr-x2"\nlearning_rate = 1e-3\n\n'
+                    '[[job]]\nname = "deeper"\nmodel = "sr-x2"\nlearning_rate = 1e-3\nwarmup_steps = 2\n'
+                    'network = { num_blocks = [3, 4, 8] }\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    args = argparse.Namespace(out=out, plan=plan, data_root=_data(tmp_path / "data"), minutes=0.05, device="cpu",
+                              models=None)
+    gpu_plan.run(args)
+    summary = json.loads((out / "plan.json").read_text())
+    assert set(summary["jobs"]) == {"as-shipped", "deeper"}
+    for job in summary["jobs"].values():
+        assert job["error"] is None and job["steps"] > 0 and job["schedule"] == "cosine-time"
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json", "results-0.tar"]  # the runs themselves stay there
+    unpacked = tmp_path / "runs"
+    gpu_plan.unpack(argparse.Namespace(archives=[out / "results-0.tar"], runs=unpacked))
+    assert read_config(unpacked / "deeper" / "final.safetensors")[1]["num_blocks"] == [3, 4, 8]
+    records = [json.loads(line) for line in (unpacked / "deeper" / "log.jsonl").read_text().splitlines()]
+    rates = [r["lr"] for r in records if "lr" in r]
+    assert rates[-1] < 1e-3 * 0.5, "a job's cosine runs over its training time: it ends far below its peak"
