@@ -110,7 +110,8 @@ def _session_config(name: str, state: dict, minutes: float, threads: int | None)
     config = base_config(name, state, minutes, threads)
     return config.replace(  # the run stops at the schedule's end: no steps at the floor rate after it
         model={**config.model, "num_blocks": tuple(campaign["blocks"]),
-               **({"num_features": campaign["features"]} if "features" in campaign else {})},
+               **({"num_features": campaign["features"]} if "features" in campaign else {}),
+               **campaign.get("network", {})},
         steps=left, lr_schedule="cosine",
         learning_rate=campaign["peak_lr"], min_learning_rate=campaign["min_lr"],
         warmup_steps=campaign["warmup_steps"], schedule_steps=campaign["schedule_steps"],
@@ -127,6 +128,8 @@ def _schedule_done(name: str, run_dir: Path) -> bool:
 
 def plan(args: argparse.Namespace) -> None:
     """Start a model's campaign (a new cosine from ``--peak-lr``, the shape ``--blocks`` / ``--features``)."""
+    from hfpie.training.config import _parse_override
+
     (name,) = args.models
     state = load_state(name)
     running = state.get("campaign")
@@ -140,6 +143,7 @@ def plan(args: argparse.Namespace) -> None:
     number = 1 + len(state.get("campaigns", []))
     state["campaign"] = {"number": number, "planned": datetime.date.today().isoformat(), "why": args.why,
                          "blocks": list(args.blocks), **({"features": args.features} if args.features else {}),
+                         **({"network": dict(_parse_override(text) for text in args.network)} if args.network else {}),
                          "peak_lr": args.peak_lr, "min_lr": args.min_lr,
                          "warmup_steps": args.warmup_steps, "schedule_steps": args.schedule_steps,
                          "position": 0, "start_total_steps": int(state["steps"])}
@@ -265,6 +269,10 @@ def finish(args: argparse.Namespace) -> None:
             print(f"{name}: no run this session ({candidate} missing)")
             continue
         state = load_state(name)
+        if not state.get("campaign"):
+            sys.exit(f"{name}: no campaign planned, so the run cannot be placed on one; plan it first "
+                     f"(`python scripts/continual_training.py plan {name} --blocks ... --peak-lr ... "
+                     f"--schedule-steps ... --why ...`), then finish again")
         session = _session_log(run_dir)
         shipped = WEIGHTS / f"{name}.safetensors"
         before, after = score(name, shipped), score(name, candidate)
@@ -272,12 +280,16 @@ def finish(args: argparse.Namespace) -> None:
         before.pop("ssim")
         after_ssim = after.pop("ssim")  # the state keeps PSNR only; the manifest gets both
         campaign = state["campaign"]
+        device = json.loads((run_dir / "config.json").read_text()).get("device", "cpu") if (run_dir / "config.json").exists() else "cpu"
+        clock = "gpu_seconds" if str(device).startswith("cuda") else "cpu_seconds"  # a GPU loan's time is no CPU time
         state["steps"] += session["steps"]
-        state["cpu_seconds"] += session["cpu_seconds"]
+        state[clock] = state.get(clock, 0.0) + session["cpu_seconds"]
         campaign["position"] += session["steps"]
-        state["sessions"].append({"date": today, "steps": session["steps"], "cpu_seconds": round(session["cpu_seconds"]),
+        state["sessions"].append({"date": today, "steps": session["steps"], clock: round(session["cpu_seconds"]),
+                                  **({"device": device} if clock == "gpu_seconds" else {}),
                                   "campaign": campaign["number"], "blocks": campaign["blocks"],
                                   **({"features": campaign["features"]} if "features" in campaign else {}),
+                                  **({"network": campaign["network"]} if "network" in campaign else {}),
                                   "position": campaign["position"], "lr_start": session["first_lr"],
                                   "lr_end": session["learning_rate"],
                                   "total_steps": state["steps"], "total_cpu_hours": round(state["cpu_seconds"] / 3600, 3),
@@ -307,12 +319,14 @@ def finish(args: argparse.Namespace) -> None:
         (STATE / f"{name}.json").write_text(json.dumps(state, indent=2) + "\n")
         print(f"{name}: bundled {before['mean']:.3f} dB, candidate {after['mean']:.3f} dB -> "
               f"{'promoted' if promoted else 'kept the bundled weights'}; {session['steps']} steps, "
-              f"{session['cpu_seconds'] / 3600:.2f} CPU h", flush=True)
+              f"{session['cpu_seconds'] / 3600:.2f} {clock[:3].upper()} h", flush=True)
 
 
 def _shape(record: dict) -> str:
     """RCABs per scale, and the width when the campaign changed it: ``(10, 4, 8)`` or ``(10, 4, 8) x 48``."""
-    return f"{tuple(record['blocks'])}" + (f" x {record['features']}" if "features" in record else "")
+    network = " ".join(f"{key}={value}" for key, value in record.get("network", {}).items())
+    return (f"{tuple(record['blocks'])}" + (f" x {record['features']}" if "features" in record else "")
+            + (f" {network}" if network else ""))
 
 
 def _rate(value: float | None) -> str:
@@ -417,6 +431,8 @@ def main() -> None:
             p.add_argument("--min-lr", type=float, default=1e-6)
             p.add_argument("--warmup-steps", type=int, default=300)
             p.add_argument("--schedule-steps", type=int, required=True, help="the campaign's planned length")
+            p.add_argument("--network", nargs="*", default=[], metavar="KEY=VALUE",
+                           help="other network fields of the campaign, e.g. sr_tail=direct sr_tail_kernel=5")
             p.add_argument("--why", required=True, help="the measurement the plan rests on")
             p.add_argument("--replan", action="store_true", help="close the running campaign first")
         else:

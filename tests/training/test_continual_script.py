@@ -38,7 +38,7 @@ def test_run_refuses_a_run_folder_of_an_earlier_session(tmp_path: Path, monkeypa
 
 def _plan_args(**overrides) -> argparse.Namespace:
     values = dict(models=["sr-x4"], blocks=[6, 4, 8], peak_lr=5e-4, min_lr=1e-6, warmup_steps=300,
-                  schedule_steps=80000, why="arms", replan=False, features=None)
+                  schedule_steps=80000, why="arms", replan=False, features=None, network=[])
     values.update(overrides)
     return argparse.Namespace(**values)
 
@@ -65,10 +65,14 @@ def test_a_campaign_is_planned_once_and_sessions_continue_its_curve(tmp_path: Pa
 
     with pytest.raises(SystemExit, match="--replan"):
         continual_training.plan(_plan_args(blocks=[8, 4, 8]))
-    continual_training.plan(_plan_args(blocks=[8, 4, 8], peak_lr=2e-4, replan=True, why="grown again"))
+    continual_training.plan(_plan_args(blocks=[8, 4, 8], peak_lr=2e-4, replan=True, why="grown again",
+                                       network=["sr_tail=direct", "sr_tail_kernel=5"]))
     state = continual_training.load_state("sr-x4")
     assert state["campaign"]["number"] == 2 and state["campaign"]["position"] == 0
     assert state["campaigns"][0]["position"] == 25000 and state["campaigns"][0]["end"].startswith("replanned")
+    network = continual_training._session_config("sr-x4", state, 1.0, 1).network_config()
+    assert (network.num_blocks, network.sr_tail, network.sr_tail_kernel) == ((8, 4, 8), "direct", 5)
+    assert continual_training._shape(state["campaign"]) == "(8, 4, 8) sr_tail=direct sr_tail_kernel=5"
 
 
 def test_a_campaign_ends_with_its_schedule(tmp_path: Path, monkeypatch) -> None:
