@@ -145,3 +145,52 @@ def test_a_16_bit_colour_tiff_keeps_its_icc_profile_xmp_and_resolution(tmp_path:
     if alpha:
         np.testing.assert_array_equal(again.alpha, image.alpha)
     assert (again.icc_profile, again.xmp, again.dpi) == (icc, XMP, (300.5, 300.5))
+
+
+def _camera_exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0132] = "hfpie-camera", "model 7", "2026:12:04 10:00:00"
+    details = exif.get_ifd(0x8769)
+    details[0x829A], details[0x9003], details[0x829D] = 1 / 250, "2026:12:04 09:59:58", 2.8
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 30.0, 1.5)})
+    return exif
+
+
+def _assert_camera_exif(exif: Image.Exif) -> None:
+    assert (exif.get(0x010F), exif.get(0x0110), exif.get(0x0132)) == ("hfpie-camera", "model 7", "2026:12:04 10:00:00")
+    details = exif.get_ifd(0x8769)
+    assert (float(details[0x829A]), details[0x9003], float(details[0x829D])) == (1 / 250, "2026:12:04 09:59:58", 2.8)
+    gps = exif.get_ifd(0x8825)
+    assert gps[1] == "N" and tuple(float(v) for v in gps[2]) == (52.0, 30.0, 1.5)
+
+
+def test_a_16_bit_colour_tiff_keeps_its_exif(tmp_path: Path) -> None:
+    """tifffile has no EXIF writer: the camera tags go in the first IFD, the EXIF and GPS sub-IFDs after."""
+    import tifffile
+
+    pixels = np.random.default_rng(2).integers(0, 65535, (9, 11, 3), dtype=np.uint16)
+    write_image(tmp_path / "deep.tif", ImageFile(pixels, None, "TIFF", exif=_camera_exif().tobytes(), xmp=XMP))
+    with Image.open(tmp_path / "deep.tif") as written:
+        _assert_camera_exif(written.getexif())
+    with tifffile.TiffFile(tmp_path / "deep.tif") as written:
+        codes = [tag.code for tag in written.pages[0].tags.values()]
+        np.testing.assert_array_equal(written.asarray(), pixels)
+    assert codes == sorted(codes) and 34665 in codes and 34853 in codes and max(codes) < 65000
+    again = read_image(tmp_path / "deep.tif")
+    np.testing.assert_array_equal(again.pixels, pixels)
+    exif = Image.Exif()
+    exif.load(again.exif)
+    _assert_camera_exif(exif)
+    assert again.xmp == XMP
+
+
+@pytest.mark.parametrize("output", ["jpg", "tif", "png"])
+def test_a_tiffs_exif_goes_to_the_output_without_the_tiffs_layout_tags(tmp_path: Path, output: str) -> None:
+    Image.fromarray(_rgb()).save(tmp_path / "in.tif", exif=_camera_exif().tobytes())
+    image = read_image(tmp_path / "in.tif")
+    write_image(tmp_path / f"out.{output}", image)
+    with Image.open(tmp_path / f"out.{output}") as written:
+        exif = written.getexif()
+        _assert_camera_exif(exif)
+        if output != "tif":  # a TIFF's own layout tags are its own; no other file gets the input's
+            assert not {256, 257, 258, 259, 273, 278, 279} & set(exif)

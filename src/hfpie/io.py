@@ -2,7 +2,8 @@
 
 What is kept from input to output: the file format (unless the output name says otherwise), the bit
 depth (8 or 16 bits per channel), greyscale vs colour, the alpha channel, EXIF (with the orientation
-reset, since it is applied on reading), the ICC profile, the resolution (dpi, times the scale after
+reset, since it is applied on reading; a TIFF's EXIF without its own layout tags, and written to TIFF
+outputs of any depth with its EXIF and GPS sub-IFDs), the ICC profile, the resolution (dpi, times the scale after
 super-resolution), XMP, and a PNG's text and colour chunks (:mod:`hfpie.metadata`). Palette images
 come back as RGB(A).
 
@@ -31,6 +32,7 @@ import secrets
 import stat
 import struct
 import sys
+import warnings
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -153,8 +155,9 @@ def decode_image(data: bytes, name: str | os.PathLike[str] = "image") -> ImageFi
             mode = opened.mode
             orientation = opened.getexif().get(0x0112, 1)
             upright = ImageOps.exif_transpose(opened)
-            exif = upright.getexif()
-            exif_bytes = exif.tobytes() if len(exif) else None
+            # a TIFF's EXIF is its first IFD, which Pillow does not carry to the transposed copy
+            exif = metadata.picture_exif(opened.getexif()) if opened.format == "TIFF" else upright.getexif()
+            exif_bytes = exif.tobytes() if len(exif) or exif.get_ifd(0x8769) or exif.get_ifd(0x8825) else None
             # Pillow opens as mode I only files of more than 8 bits a sample (16-bit PGM, signed or
             # 32-bit TIFF, 16-bit grey PNG in older Pillow): values past 16 bits are refused there.
             decoded = image_file_from_pil(upright, str(path), bit_depth=16 if mode == "I" else None)
@@ -441,6 +444,8 @@ def encode_image(image: ImageFile, image_format: str) -> bytes:
     check_can_encode(image, image_format)
     if image_format in {"JPEG", "BMP", "WEBP"} and image.bit_depth == 16:
         image = _to_8bit(image)  # these formats have no 16-bit variant
+    if image_format == "TIFF":
+        return _encode_tiff(image)
     if image.bit_depth == 16 and not image.is_grey:
         return _encode_deep_colour(image, image_format)
     if image.bit_depth == 16 and image.alpha is not None:
@@ -457,8 +462,6 @@ def encode_image(image: ImageFile, image_format: str) -> bytes:
         options.update(quality=95, subsampling=0)
     elif image_format == "WEBP":
         options.update(quality=95)
-    elif image_format == "TIFF":
-        options.update(compression="tiff_deflate")
     buffer = io.BytesIO()
     pil.save(buffer, format=image_format, **options)
     return buffer.getvalue()
@@ -472,12 +475,9 @@ def _to_8bit(image: ImageFile) -> ImageFile:
 
 
 def _encode_deep_colour(image: ImageFile, image_format: str) -> bytes:
-    """16-bit colour (or grey + alpha), which no PIL mode holds: a PNG through OpenCV, with its ICC, EXIF
-    and other chunks put back (:func:`hfpie.metadata.png_extra_chunks`); a TIFF through tifffile, with
-    its ICC profile, resolution and XMP (not its EXIF)."""
+    """16-bit colour (or grey + alpha) as a PNG, which no PIL mode holds: through OpenCV, with its ICC,
+    EXIF and other chunks put back (:func:`hfpie.metadata.png_extra_chunks`)."""
     pixels = image.pixels if not image.is_grey else np.repeat(image.pixels, 3, axis=2)
-    if image_format == "TIFF":
-        return _encode_deep_tiff(image, pixels)
     bgr = pixels[..., ::-1]
     if image.alpha is not None:
         bgr = np.concatenate([bgr, image.alpha[..., None]], axis=2)
@@ -491,17 +491,33 @@ def _encode_deep_colour(image: ImageFile, image_format: str) -> bytes:
     return data[:header_end] + extra + data[header_end:]
 
 
-def _encode_deep_tiff(image: ImageFile, pixels: np.ndarray) -> bytes:
+def _encode_tiff(image: ImageFile) -> bytes:
+    """A TIFF of any depth through tifffile (deflate with a predictor), with its ICC profile, resolution
+    and XMP; the EXIF's descriptive tags go in as extra tags and its EXIF and GPS sub-IFDs are appended
+    after (:func:`hfpie.metadata.tiff_exif`: neither tifffile nor Pillow with compression writes them)."""
     import tifffile
 
-    samples = pixels if image.alpha is None else np.concatenate([pixels, image.alpha[..., None]], axis=2)
+    pixels = image.pixels[..., 0] if image.is_grey else image.pixels
+    samples = pixels if image.alpha is None else np.dstack([pixels, image.alpha])
+    described, subs = metadata.tiff_exif(image.exif)
+    big = samples.nbytes > 2**32 - 2**25  # tifffile's own threshold for a BigTIFF
+    if big and subs:
+        warnings.warn("the EXIF and GPS sub-IFDs are not written to a BigTIFF (over 4 GB) output; "
+                      "its camera tags are", stacklevel=3)
+        subs = {}
+    extratags = [(700, "B", len(image.xmp), image.xmp, True)] if image.xmp else []
+    for tag, (kind, value) in described.items():
+        if kind == 2:  # ASCII
+            extratags.append((tag, "s", 0, str(value), True))
+    # tifffile refuses the sub-IFD pointers: private placeholders, given their tags once the file is laid out
+    extratags += [(metadata.TIFF_PLACEHOLDERS[pointer], "I", 1, 0, True) for pointer in subs]
     buffer = io.BytesIO()
     tifffile.imwrite(
-        buffer, np.ascontiguousarray(samples), photometric="rgb", compression="zlib", predictor=True,
-        extrasamples=["unassalpha"] if image.alpha is not None else None, iccprofile=image.icc_profile,
-        resolution=image.dpi, resolutionunit="INCH" if image.dpi else None, metadata=None, software=False,
-        extratags=[(700, "B", len(image.xmp), image.xmp, True)] if image.xmp else None)
-    return buffer.getvalue()
+        buffer, np.ascontiguousarray(samples), photometric="minisblack" if image.is_grey else "rgb",
+        compression="zlib", predictor=True, extrasamples=["unassalpha"] if image.alpha is not None else None,
+        iccprofile=image.icc_profile, resolution=image.dpi, resolutionunit="INCH" if image.dpi else None,
+        metadata=None, software=False, extratags=extratags or None, bigtiff=big, byteorder="<")
+    return metadata.attach_tiff_ifds(buffer.getvalue(), subs) if subs else buffer.getvalue()
 
 
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}

@@ -4,6 +4,10 @@
   resolution multiplies it by the scale, so a 300 dpi scan upscaled 4x becomes 1200 dpi and prints at
   the size it had; the EXIF resolution and pixel dimensions are updated the same way.
 - **XMP** (ratings, keywords, captions, edit history): written back to PNG, JPEG, WebP and TIFF.
+- **EXIF in 16-bit colour TIFFs** (written by tifffile, which has no EXIF writer): the descriptive
+  tags of the first IFD (camera, date, artist, copyright...) as tags of the output's, and the EXIF
+  and GPS sub-IFDs appended to the file and pointed to (``tiff_exif``, ``attach_tiff_ifds``). The
+  interoperability sub-IFD is left out (its pointer would dangle); a maker note is copied as it is.
 - **PNG text and colour chunks** (``tEXt``, ``zTXt``, ``iTXt`` such as a generator's prompt, ``gAMA``,
   ``cHRM``, ``sRGB``): copied verbatim when the output is a PNG too; other formats have no place for them.
 
@@ -18,15 +22,16 @@ of a JPEG output with a warning.
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 import warnings
 import zlib
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, PngImagePlugin, TiffImagePlugin
 
-__all__ = ["PNG_COPIED", "png_chunk", "png_chunks", "png_extra_chunks", "read_dpi", "read_xmp", "rescaled_exif",
-           "save_options"]
+__all__ = ["PNG_COPIED", "attach_tiff_ifds", "png_chunk", "png_chunks", "png_extra_chunks", "read_dpi", "read_xmp",
+           "picture_exif", "rescaled_exif", "save_options", "tiff_exif", "TIFF_PLACEHOLDERS"]
 
 PNG_COPIED = frozenset({b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"cHRM", b"sRGB"})
 """The ancillary PNG chunks copied to a PNG output (iCCP, eXIf and pHYs are written from their fields)."""
@@ -139,3 +144,93 @@ def rescaled_exif(exif: bytes | None, factor: int, size: tuple[int, int]) -> byt
         if tag in details:
             details[tag] = value
     return parsed.tobytes()
+
+
+_GPS_IFD, _INTEROP_IFD = 0x8825, 0xA005
+TIFF_DESCRIPTIVE = (270, 271, 272, 305, 306, 315, 33432)
+"""First-IFD tags that describe the picture, not the file's layout: ImageDescription, Make, Model,
+Software, DateTime, Artist, Copyright."""
+
+
+def picture_exif(source: Image.Exif) -> Image.Exif:
+    """The EXIF of a TIFF (its first IFD, layout and all) less the tags that describe the file's layout
+    (sizes, strips, compression...), which would be wrong for any other file: the descriptive tags
+    and the EXIF and GPS sub-IFDs. Orientation is left out: the pixels are read upright."""
+    kept = Image.Exif()
+    for tag in TIFF_DESCRIPTIVE:
+        if tag in source:
+            kept[tag] = source[tag]
+    for pointer in (_EXIF_IFD, _GPS_IFD):
+        sub = source.get_ifd(pointer)
+        if sub:
+            kept.get_ifd(pointer).update({tag: value for tag, value in sub.items() if tag != _INTEROP_IFD})
+    return kept
+
+
+def _directory(tiff: bytes, offset: int) -> TiffImagePlugin.ImageFileDirectory_v2:
+    directory = TiffImagePlugin.ImageFileDirectory_v2(ifh=tiff[:8])
+    stream = io.BytesIO(tiff)
+    stream.seek(offset)
+    directory.load(stream)
+    return directory
+
+
+def tiff_exif(exif: bytes | None) -> tuple[dict[int, tuple[int, object]], dict[int, TiffImagePlugin.ImageFileDirectory_v2]]:
+    """What of ``exif`` (as :class:`PIL.Image.Exif` serialises it) a TIFF writer must add: the
+    descriptive first-IFD tags, ``{tag: (TIFF type, value)}``, and the EXIF and GPS sub-IFDs, by the
+    tag that points to each. Empty for no EXIF, or EXIF that cannot be parsed."""
+    if not exif:
+        return {}, {}
+    tiff = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
+    try:
+        order = "<" if tiff[:2] == b"II" else ">"
+        first = _directory(tiff, struct.unpack(order + "I", tiff[4:8])[0])
+        tags = {tag: (first.tagtype[tag], first[tag]) for tag in TIFF_DESCRIPTIVE if tag in first}
+        subs = {}
+        for pointer in (_EXIF_IFD, _GPS_IFD):
+            if pointer in first:
+                sub = _directory(tiff, int(first[pointer]))
+                if pointer == _EXIF_IFD and _INTEROP_IFD in sub:
+                    del sub[_INTEROP_IFD]
+                if len(sub):
+                    subs[pointer] = sub
+    except (struct.error, SyntaxError, ValueError, KeyError, TypeError, OSError):
+        return {}, {}
+    return tags, subs
+
+
+TIFF_PLACEHOLDERS = {_EXIF_IFD: 65000, _GPS_IFD: 65001}
+"""Private tags a TIFF writer that refuses the sub-IFD pointers (tifffile) writes in their place, as a
+LONG: :func:`attach_tiff_ifds` gives them their real tags."""
+
+
+def attach_tiff_ifds(data: bytes, subs: dict[int, TiffImagePlugin.ImageFileDirectory_v2]) -> bytes:
+    """``data`` (a classic TIFF whose first IFD holds a LONG placeholder of :data:`TIFF_PLACEHOLDERS`
+    for each pointer of ``subs``) with each sub-IFD appended, and its placeholder turned into the
+    pointer to it (the first IFD's entries kept in ascending order of tag, as TIFF requires)."""
+    order = "<" if data[:2] == b"II" else ">"
+    out = bytearray(data)
+    first = struct.unpack_from(order + "I", out, 4)[0]
+    count = struct.unpack_from(order + "H", out, first)[0]
+    table = first + 2
+    entries = [bytes(out[table + 12 * i: table + 12 * (i + 1)]) for i in range(count)]
+    real = {placeholder: pointer for pointer, placeholder in TIFF_PLACEHOLDERS.items() if pointer in subs}
+    renamed = []
+    for entry in entries:
+        tag = struct.unpack_from(order + "H", entry)[0]
+        renamed.append(struct.pack(order + "H", real.get(tag, tag)) + entry[2:])
+    renamed.sort(key=lambda entry: struct.unpack_from(order + "H", entry)[0])
+    out[table: table + 12 * count] = b"".join(renamed)
+    where = {struct.unpack_from(order + "H", entry)[0]: table + 12 * i + 8 for i, entry in enumerate(renamed)}
+    for pointer, sub in subs.items():
+        if pointer not in where:
+            raise ValueError(f"the TIFF has no placeholder for sub-IFD {pointer:#x}")
+        out += b"\x00" * (len(out) % 2)  # IFDs start on a word boundary
+        start = len(out)
+        rewritten = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II" if order == "<" else b"MM")
+        for key in sub:
+            rewritten[key] = sub[key]
+            rewritten.tagtype[key] = sub.tagtype[key]
+        out += rewritten.tobytes(start)
+        struct.pack_into(order + "I", out, where[pointer], start)
+    return bytes(out)
