@@ -420,3 +420,20 @@ def test_an_image_is_read_once_so_a_named_pipe_works(tmp_path: Path) -> None:
             os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
             pytest.fail(f"read_image({name} through a pipe) hangs: it opens the file twice")
         np.testing.assert_array_equal(result["image"].pixels, read_image(tmp_path / name).pixels)
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+@pytest.mark.parametrize("channels, alpha", [(1, False), (1, True), (3, False), (3, True)])
+def test_tiffs_of_every_kind_come_back_as_written(tmp_path: Path, depth: int, channels: int, alpha: bool) -> None:
+    """TIFFs are written by tifffile: every depth, grey or colour, with or without alpha reads back the same
+    (16-bit grey with alpha as colour, which every reader opens)."""
+    dtype, top = (np.uint8, 255) if depth == 8 else (np.uint16, 65535)
+    rng = np.random.default_rng(channels + 2 * alpha)
+    pixels = rng.integers(0, top, (7, 9, channels)).astype(dtype)
+    mask = rng.integers(0, top, (7, 9)).astype(dtype) if alpha else None
+    write_image(tmp_path / "out.tif", ImageFile(pixels, mask, "TIFF"))
+    again = read_image(tmp_path / "out.tif")
+    assert again.pixels.dtype == dtype and again.format == "TIFF"
+    np.testing.assert_array_equal(again.pixels, np.broadcast_to(pixels, again.pixels.shape))
+    if alpha:
+        np.testing.assert_array_equal(again.alpha, mask)

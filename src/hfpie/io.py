@@ -497,7 +497,8 @@ def _encode_tiff(image: ImageFile) -> bytes:
     after (:func:`hfpie.metadata.tiff_exif`: neither tifffile nor Pillow with compression writes them)."""
     import tifffile
 
-    pixels = image.pixels[..., 0] if image.is_grey else image.pixels
+    grey = image.is_grey and not (image.bit_depth == 16 and image.alpha is not None)  # no reader opens 16-bit LA
+    pixels = image.pixels[..., 0] if grey else np.repeat(image.pixels, 3, axis=2) if image.is_grey else image.pixels
     samples = pixels if image.alpha is None else np.dstack([pixels, image.alpha])
     described, subs = metadata.tiff_exif(image.exif)
     big = samples.nbytes > 2**32 - 2**25  # tifffile's own threshold for a BigTIFF
@@ -513,7 +514,7 @@ def _encode_tiff(image: ImageFile) -> bytes:
     extratags += [(metadata.TIFF_PLACEHOLDERS[pointer], "I", 1, 0, True) for pointer in subs]
     buffer = io.BytesIO()
     tifffile.imwrite(
-        buffer, np.ascontiguousarray(samples), photometric="minisblack" if image.is_grey else "rgb",
+        buffer, np.ascontiguousarray(samples), photometric="minisblack" if grey else "rgb",
         compression="zlib", predictor=True, extrasamples=["unassalpha"] if image.alpha is not None else None,
         iccprofile=image.icc_profile, resolution=image.dpi, resolutionunit="INCH" if image.dpi else None,
         metadata=None, software=False, extratags=extratags or None, bigtiff=big, byteorder="<")
