@@ -352,7 +352,7 @@ def curve_tables() -> str:
             history = " -> ".join(f"{s['candidate']['mean']:.3f}" for s in scored) or "(none yet)"
             if scored:
                 history = f"{scored[0]['bundled_before']['mean']:.3f} (start) -> " + history
-            campaigns.append(f"| {name} | {plan['number']}{' (' + plan['end'] + ')' if plan.get('end') else ''} | "
+            campaigns.append(f"| {name} | {plan['number']}{' (' + plan['end'].split(':')[0] + ')' if plan.get('end') else ''} | "
                              f"{_shape(plan)} | cosine {plan['peak_lr']:g} -> {plan['min_lr']:g}, warm-up "
                              f"{plan['warmup_steps']} | {plan['position']} / {plan['schedule_steps']} | "
                              f"{_rate(rate_at(plan['position'], schedule))} | {history} |")
