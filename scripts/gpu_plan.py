@@ -175,14 +175,14 @@ def _train(config, run_dir: Path) -> None:
         train(config.replace(data_pipeline="numpy", num_workers=4, time_limit_s=left), run_dir, progress=False)
 
 
-def _summary(config, run_dir: Path, wall: float, exit_code: int | None) -> dict:
+def _summary(model: str, config, run_dir: Path, wall: float, exit_code: int | None) -> dict:
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()] \
         if (run_dir / "log.jsonl").exists() else []
     timed = [r for r in records if "step_time" in r]
     steps = max((r["step"] for r in records), default=0)
     step_time = sum(r["step_time"] for r in timed) / len(timed) if timed else None
     return {
-        "model": config.task if config.scale == 1 else f"sr-x{config.scale}", "steps": steps,
+        "model": model, "steps": steps,
         "wall_seconds": round(wall, 1), "batch": config.batch_size, "patch": config.patch_size,
         "network": config.model, "peak_lr": config.learning_rate, "schedule": config.lr_schedule,
         "last_lr": timed[-1]["lr"] if timed else None,
@@ -212,6 +212,7 @@ def run(args: argparse.Namespace) -> None:
         summary["gpu"] = torch.cuda.get_device_name(args.device)
     configs = {job["name"]: _config(job, args.data_root, args.device, seconds, small=args.device == "cpu")
                for job in jobs}
+    models = {job["name"]: job["model"] for job in jobs}
     context = multiprocessing.get_context("spawn")
     samples: list[float] = []
     stop = threading.Event()
@@ -223,13 +224,13 @@ def run(args: argparse.Namespace) -> None:
         process.start()
     for name, process in processes.items():
         process.join()
-        summary["jobs"][name] = _summary(configs[name], runs / name, time.perf_counter() - started, process.exitcode)
+        summary["jobs"][name] = _summary(models[name], configs[name], runs / name, time.perf_counter() - started, process.exitcode)
         print(name, json.dumps(summary["jobs"][name]), flush=True)
     stop.set()
     summary["gpu_utilisation_mean"] = round(sum(samples) / len(samples), 1) if samples else None
     (args.out / "plan.json").write_text(json.dumps(summary, indent=2) + "\n")
     # at most 8 files of 16 MiB come back from a device call: the runs go in archives of at most 15 MB
-    archives: list[list[str]] = []
+    archives: list[list[Path]] = []
     size = 0.0
     for name in names:
         files = [runs / name / f for f in ("final.safetensors", "log.jsonl", "config.json") if (runs / name / f).exists()]
@@ -237,16 +238,14 @@ def run(args: argparse.Namespace) -> None:
         if not archives or size + job_size > 15e6:
             archives.append([])
             size = 0.0
-        archives[-1].append(name)
+        archives[-1].extend(files)
         size += job_size
     if len(archives) > 7:
         print(f"warning: {len(archives)} archives; only 7 come back with plan.json", flush=True)
     for index, group in enumerate(archives):
         with tarfile.open(args.out / f"results-{index}.tar", "w") as archive:
-            for name in group:
-                for file in ("final.safetensors", "log.jsonl", "config.json"):
-                    if (runs / name / file).exists():
-                        archive.add(runs / name / file, arcname=f"{name}/{file}")
+            for file in group:
+                archive.add(file, arcname=file.relative_to(runs).as_posix())
     shutil.rmtree(runs)  # only the archives and plan.json come back
 
 

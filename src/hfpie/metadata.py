@@ -4,7 +4,7 @@
   resolution multiplies it by the scale, so a 300 dpi scan upscaled 4x becomes 1200 dpi and prints at
   the size it had; the EXIF resolution and pixel dimensions are updated the same way.
 - **XMP** (ratings, keywords, captions, edit history): written back to PNG, JPEG, WebP and TIFF.
-- **EXIF in 16-bit colour TIFFs** (written by tifffile, which has no EXIF writer): the descriptive
+- **EXIF in TIFFs** (written by tifffile, which has no EXIF writer): the descriptive
   tags of the first IFD (camera, date, artist, copyright...) as tags of the output's, and the EXIF
   and GPS sub-IFDs appended to the file and pointed to (``tiff_exif``, ``attach_tiff_ifds``). The
   interoperability sub-IFD is left out (its pointer would dangle); a maker note is copied as it is.

@@ -63,8 +63,7 @@ def compose_tail(state: dict[str, torch.Tensor], config: HFPIEConfig) -> tuple[t
     tail = network.scales[0].tail
     tail.load_state_dict({name[len(_SR_TAIL):]: value for name, value in state.items() if name.startswith(_SR_TAIL)})
     tail = tail.to(torch.float64)
-    features, scale, radius = config.num_features, config.scale, 4  # probe wider than any x2/x4/x8 tail reaches
-    size = 4 * radius + 1
+    features, scale, size = config.num_features, config.scale, 17  # wider than any x2/x3/x4/x8 tail reaches
     centre = size // 2
     probes = torch.zeros(features + 1, features, size, size, dtype=torch.float64)
     probes[torch.arange(features), torch.arange(features), centre, centre] = 1.0  # the last probe is zero
@@ -122,7 +121,7 @@ def grow_state(state: dict[str, torch.Tensor], source: HFPIEConfig, target: HFPI
                            sr_tail=target.sr_tail, sr_tail_kernel=target.sr_tail_kernel) != target:
         changed = [f.name for f in dataclasses.fields(source)
                    if f.name not in grown_fields and getattr(source, f.name) != getattr(target, f.name)]
-        raise ValueError(f"only num_blocks and num_features can grow; these fields differ too: {changed}")
+        raise ValueError(f"only num_blocks, num_features and the SR tail can change; these fields differ too: {changed}")
     if len(source.num_blocks) != len(target.num_blocks) or any(
             t < s for s, t in zip(source.num_blocks, target.num_blocks)):
         raise ValueError(f"cannot shrink num_blocks {source.num_blocks} to {target.num_blocks}")

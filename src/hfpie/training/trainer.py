@@ -388,9 +388,9 @@ def _validate(run: _Run, validation: ImageFolderPairs, run_dir: Path, log: _Log)
     log.validation(run.state.step, scores)
 
 
-def _out_of_time(config: TrainConfig, started: float, device: torch.device, world_size: int) -> bool:
+def _out_of_time(config: TrainConfig, elapsed: float, device: torch.device, world_size: int) -> bool:
     """Whether ``time_limit_s`` has passed; under torchrun every rank stops at the same step."""
-    out = config.time_limit_s is not None and time.perf_counter() - started >= config.time_limit_s
+    out = config.time_limit_s is not None and elapsed >= config.time_limit_s
     if world_size > 1:
         flag = torch.tensor([float(out)], device=device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
@@ -424,8 +424,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
 
         bar = tqdm(total=config.steps, initial=run.state.step, unit="step", dynamic_ncols=True)
 
-    started = tick = time.perf_counter()
-    run.clock.start()
+    tick = time.perf_counter()
+    run.clock.start()  # the time limit and a cosine-time schedule both read this clock
     for degraded, clean in batches:
         if run.state.step >= end_step:
             break
@@ -434,7 +434,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
         step_start = time.perf_counter()
         losses = _step(run, degraded, clean, objective)
         step = run.state.step
-        out_of_time = _out_of_time(config, started, run.device, world_size)
+        out_of_time = _out_of_time(config, run.clock(), run.device, world_size)
         final = step == config.steps or out_of_time
         if log is not None:
             log.data_time += step_start - tick
