@@ -61,3 +61,30 @@ def test_the_jobs_of_a_plan_train_at_once_and_end_annealed(tmp_path: Path, monke
     logged = [json.loads(line) for line in (unpacked / "campaign" / "log.jsonl").read_text().splitlines()]
     rate = next(r["lr"] for r in logged if "lr" in r)
     assert 0.49 * 2e-4 < rate < 0.51 * 2e-4, "the campaign's curve at position 30000 of 60000: half the peak"
+
+
+def test_every_job_of_the_committed_plan_starts_from_the_committed_state(tmp_path: Path) -> None:
+    """configs/gpu_plan.toml against training_state/: a job that cannot start (a campaign run to its end,
+    a shape its weights cannot grow into) stops the whole call before it trains, so a stale plan would
+    spend a GPU loan on nothing. Each job's network is built and grown from its start weights here."""
+    import tomllib
+
+    import torch
+
+    from hfpie.models import HFPIENet
+    from hfpie.training.trainer import _load_init_weights
+
+    plan = tomllib.loads((gpu_plan.ROOT / "configs" / "gpu_plan.toml").read_text())
+    names = [job["name"] for job in plan["job"]]
+    assert len(set(names)) == len(names)
+    for job in plan["job"]:
+        config = gpu_plan._config(job, tmp_path, "cpu", 60.0, small=True)
+        network = HFPIENet(config.network_config())
+        before = {name: value.clone() for name, value in network.state_dict().items()}
+        _load_init_weights(network, config.init_weights, strict=config.init_strict, grow=config.init_grow,
+                           seed=config.seed)
+        changed = sum(not torch.equal(before[name], value) for name, value in network.state_dict().items())
+        assert changed > len(before) // 2, f"job {job['name']}: its start weights were not loaded"
+        for field, value in job.get("network", {}).items():
+            built = config.network_config().to_dict()[field]
+            assert (list(built) if isinstance(built, tuple) else built) == value, f"job {job['name']}: {field}"
