@@ -38,9 +38,11 @@ from continual_training import MODELS, ROOT, _session_config, base_config, load_
 SHARED = ROOT.parent / "shared" / "data"
 # Validation images the runs check during training (the first few of each set, as the configs ask).
 VAL_SETS = {"cbsd68": 8, "set5": 5, "polyu_real_noise": 16}
-# GPU overrides per model: batch and patch (HR pixels).
 # What one device call carries (the working tree with the pack), and what the pack leaves spare.
 CALL_LIMIT, MARGIN = 64 * 2**20, 3e6
+# The jobs of the next GPU call (`run --plan` reads another).
+PLAN = ROOT / "configs" / "gpu_plan.toml"
+# GPU overrides per model: batch and patch (HR pixels).
 GPU_SHAPES = {"denoise": (32, 128), "denoise-real": (32, 128), "deblur": (32, 128), "sr-x2": (32, 192),
               "sr-x4": (32, 256)}
 
@@ -194,17 +196,23 @@ def _summary(model: str, config, run_dir: Path, wall: float, exit_code: int | No
     }
 
 
+def load_plan(path: Path, models: list[str] | None = None) -> list[dict]:
+    """The jobs of a plan (TOML), only those of ``models`` when given; their names must differ."""
+    jobs = [job for job in tomllib.loads(path.read_text())["job"] if not models or job["model"] in models]
+    names = [job["name"] for job in jobs]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"{path}: two jobs share a name: {names}")
+    return jobs
+
+
 def run(args: argparse.Namespace) -> None:
     """Every job of the plan at once, one process each, on one device, for the same training time."""
     import multiprocessing
 
     import torch
 
-    plan = tomllib.loads(args.plan.read_text())
-    jobs = [job for job in plan["job"] if not args.models or job["model"] in args.models]
+    jobs = load_plan(args.plan, args.models)
     names = [job["name"] for job in jobs]
-    if len(set(names)) != len(names):
-        raise SystemExit(f"{args.plan}: two jobs share a name: {names}")
     seconds = args.minutes * 60
     runs = args.out / "runs"
     summary = {"device": args.device, "plan": str(args.plan), "training_seconds_per_job": seconds, "jobs": {}}
@@ -265,7 +273,7 @@ def main() -> None:
                    help="size of the pack; by default what a device call carries less the working tree")
     p = sub.add_parser("run")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--plan", type=Path, default=ROOT / "configs" / "gpu_plan.toml", help="the jobs (TOML)")
+    p.add_argument("--plan", type=Path, default=PLAN, help="the jobs (TOML)")
     p.add_argument("--data-root", type=Path, default=ROOT / "gpu_data")
     p.add_argument("--minutes", type=float, default=7.0, help="training minutes of every job (all run at once)")
     p.add_argument("--device", default="cuda")

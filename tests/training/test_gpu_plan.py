@@ -67,17 +67,12 @@ def test_every_job_of_the_committed_plan_starts_from_the_committed_state(tmp_pat
     """configs/gpu_plan.toml against training_state/: a job that cannot start (a campaign run to its end,
     a shape its weights cannot grow into) stops the whole call before it trains, so a stale plan would
     spend a GPU loan on nothing. Each job's network is built and grown from its start weights here."""
-    import tomllib
-
     import torch
 
     from hfpie.models import HFPIENet
     from hfpie.training.trainer import _load_init_weights
 
-    plan = tomllib.loads((gpu_plan.ROOT / "configs" / "gpu_plan.toml").read_text())
-    names = [job["name"] for job in plan["job"]]
-    assert len(set(names)) == len(names)
-    for job in plan["job"]:
+    for job in gpu_plan.load_plan(gpu_plan.PLAN):
         config = gpu_plan._config(job, tmp_path, "cpu", 60.0, small=True)
         network = HFPIENet(config.network_config())
         before = {name: value.clone() for name, value in network.state_dict().items()}
