@@ -7,8 +7,10 @@
     python scripts/continual_training.py curves                  # docs/training-curves.png + tables
 
 A **campaign** is a model's training over several sessions under one plan: a shape (RCABs per scale;
-the weights it starts from are grown into it, hfpie.training.grow) and a cosine learning-rate
-schedule from a peak rate down to about 1e-6 over ``schedule_steps``, the campaign's planned length.
+the weights it starts from are grown into it, hfpie.training.grow), a cosine learning-rate
+schedule from a peak rate down to about 1e-6 over ``schedule_steps``, the campaign's planned length,
+and any changes to the training recipe the arms chose (``plan --set patch_size=96``, or an L2 finish
+``--set l1_weight=0 mse_weight=1``).
 Its position on that curve (``position``, steps done) lives in the committed state, so a resumed
 session continues the same curve and a decayed rate is never carried into a new plan. A new plan
 (``plan --replan``, e.g. after growing the network again) closes the running campaign and starts a
@@ -34,6 +36,7 @@ better into ``src/hfpie/weights/`` and the manifest, advances the campaign and w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import shutil
@@ -112,10 +115,29 @@ def _session_config(name: str, state: dict, minutes: float, threads: int | None)
         model={**config.model, "num_blocks": tuple(campaign["blocks"]),
                **({"num_features": campaign["features"]} if "features" in campaign else {}),
                **campaign.get("network", {})},
+        **_training_fields(campaign.get("train", {})),
         steps=left, lr_schedule="cosine",
         learning_rate=campaign["peak_lr"], min_learning_rate=campaign["min_lr"],
         warmup_steps=campaign["warmup_steps"], schedule_steps=campaign["schedule_steps"],
         schedule_start=campaign["position"])
+
+
+# Fields a campaign sets itself (its shape, schedule and data seed): not open to ``plan --set``.
+PLANNED_FIELDS = {"model", "preset", "task", "scale", "steps", "seed", "init_weights", "init_grow", "init_strict",
+                  "time_limit_s", "threads", "lr_schedule", "learning_rate", "min_learning_rate", "warmup_steps",
+                  "schedule_steps", "schedule_start", "lr_decay", "lr_decay_every"}
+
+
+def _training_fields(train: dict) -> dict:
+    """A campaign's training-recipe changes (``plan --set``, e.g. patch_size=96) as TrainConfig fields."""
+    from hfpie.training.config import TrainConfig
+
+    known = {field.name for field in dataclasses.fields(TrainConfig)} - PLANNED_FIELDS
+    unknown = sorted(set(train) - known)
+    if unknown:
+        sys.exit(f"campaign training fields {unknown} are not open to `plan --set` (the plan's own options set the "
+                 f"shape and schedule); open ones: {sorted(known)}")
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in train.items()}
 
 
 def _schedule_done(name: str, run_dir: Path) -> bool:
@@ -132,6 +154,8 @@ def plan(args: argparse.Namespace) -> None:
 
     (name,) = args.models
     state = load_state(name)
+    train = dict(_parse_override(text) for text in args.set)
+    base_config(name, state, 1.0, None).replace(**_training_fields(train))  # fails here, not in the first slice
     running = state.get("campaign")
     complete = running and running["position"] >= running["schedule_steps"]
     if running and not complete and not args.replan:
@@ -144,6 +168,7 @@ def plan(args: argparse.Namespace) -> None:
     state["campaign"] = {"number": number, "planned": datetime.date.today().isoformat(), "why": args.why,
                          "blocks": list(args.blocks), **({"features": args.features} if args.features else {}),
                          **({"network": dict(_parse_override(text) for text in args.network)} if args.network else {}),
+                         **({"train": train} if train else {}),
                          "peak_lr": args.peak_lr, "min_lr": args.min_lr,
                          "warmup_steps": args.warmup_steps, "schedule_steps": args.schedule_steps,
                          "position": 0, "start_total_steps": int(state["steps"])}
@@ -290,6 +315,7 @@ def finish(args: argparse.Namespace) -> None:
                                   "campaign": campaign["number"], "blocks": campaign["blocks"],
                                   **({"features": campaign["features"]} if "features" in campaign else {}),
                                   **({"network": campaign["network"]} if "network" in campaign else {}),
+                                  **({"train": campaign["train"]} if "train" in campaign else {}),
                                   "position": campaign["position"], "lr_start": session["first_lr"],
                                   "lr_end": session["learning_rate"],
                                   "total_steps": state["steps"], "total_cpu_hours": round(state["cpu_seconds"] / 3600, 3),
@@ -323,8 +349,9 @@ def finish(args: argparse.Namespace) -> None:
 
 
 def _shape(record: dict) -> str:
-    """RCABs per scale, and the width when the campaign changed it: ``(10, 4, 8)`` or ``(10, 4, 8) x 48``."""
-    network = " ".join(f"{key}={value}" for key, value in record.get("network", {}).items())
+    """RCABs per scale, the width when the campaign changed it, other network and training changes:
+    ``(10, 4, 8)``, ``(10, 4, 8) x 48`` or ``(4, 4, 8) patch_size=96``."""
+    network = " ".join(f"{key}={value}" for key, value in {**record.get("network", {}), **record.get("train", {})}.items())
     return (f"{tuple(record['blocks'])}" + (f" x {record['features']}" if "features" in record else "")
             + (f" {network}" if network else ""))
 
@@ -433,6 +460,8 @@ def main() -> None:
             p.add_argument("--schedule-steps", type=int, required=True, help="the campaign's planned length")
             p.add_argument("--network", nargs="*", default=[], metavar="KEY=VALUE",
                            help="other network fields of the campaign, e.g. sr_tail=direct sr_tail_kernel=5")
+            p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                           help="training-recipe fields of the campaign, e.g. patch_size=96 or l1_weight=0 mse_weight=1")
             p.add_argument("--why", required=True, help="the measurement the plan rests on")
             p.add_argument("--replan", action="store_true", help="close the running campaign first")
         else:

@@ -38,7 +38,7 @@ def test_run_refuses_a_run_folder_of_an_earlier_session(tmp_path: Path, monkeypa
 
 def _plan_args(**overrides) -> argparse.Namespace:
     values = dict(models=["sr-x4"], blocks=[6, 4, 8], peak_lr=5e-4, min_lr=1e-6, warmup_steps=300,
-                  schedule_steps=80000, why="arms", replan=False, features=None, network=[])
+                  schedule_steps=80000, why="arms", replan=False, features=None, network=[], set=[])
     values.update(overrides)
     return argparse.Namespace(**values)
 
@@ -112,3 +112,24 @@ def test_a_candidate_is_promoted_only_when_no_set_of_the_protocol_falls() -> Non
     real = {label: 37.0, clean: 46.0, "mean": 37.0}
     assert continual_training.promotes("denoise-real", real, {label: 37.1, clean: 45.8, "mean": 37.1})
     assert not continual_training.promotes("denoise-real", real, {label: 37.1, clean: 45.6, "mean": 37.1})
+
+
+def test_a_campaign_carries_its_training_recipe_into_every_session(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(continual_training, "STATE", tmp_path)
+    (tmp_path / "denoise.json").write_text(json.dumps(
+        {"model": "denoise", "weights": "src/hfpie/weights/denoise.safetensors", "steps": 900, "sessions": []}))
+    with pytest.raises(SystemExit, match="not open to `plan --set`"):  # the plan's own options set the schedule
+        continual_training.plan(_plan_args(models=["denoise"], set=["learning_rate=1e-3"]))
+    with pytest.raises(SystemExit, match="not open"):
+        continual_training.plan(_plan_args(models=["denoise"], set=["patch_sise=96"]))
+    with pytest.raises(ValueError, match="multiple of 4"):  # a bad value fails at plan time, not in a slice
+        continual_training.plan(_plan_args(models=["denoise"], set=["patch_size=90"]))
+    assert "campaign" not in continual_training.load_state("denoise")
+
+    continual_training.plan(_plan_args(models=["denoise"], blocks=[4, 4, 8], set=["patch_size=96", "l1_weight=0",
+                                                                                  "mse_weight=1"]))
+    state = continual_training.load_state("denoise")
+    config = continual_training._session_config("denoise", state, 1.0, 1)
+    assert (config.patch_size, config.l1_weight, config.mse_weight) == (96, 0, 1)
+    assert config.learning_rate == 5e-4 and config.network_config().num_blocks == (4, 4, 8)
+    assert continual_training._shape(state["campaign"]) == "(4, 4, 8) patch_size=96 l1_weight=0 mse_weight=1"

@@ -60,6 +60,16 @@ def test_the_trainer_overfits_one_batch(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "best.safetensors").exists()
 
 
+def test_an_l2_finish_trains_on_the_squared_error_alone(tmp_path: Path) -> None:
+    folder = _images(tmp_path / "data")
+    config = _config(folder, steps=60, log_every=10, ema_decay=0.0, overfit_batch=True, l1_weight=0.0, mse_weight=1.0)
+    train(config, tmp_path / "run", progress=False)
+    records = [r for r in _records(tmp_path / "run") if "total" in r]
+    assert all(r["l1"] == 0.0 and r["total"] == pytest.approx(r["mse"]) for r in records)
+    first, last = records[0]["mse"], records[-1]["mse"]
+    assert last < 0.6 * first, f"the squared error did not drop: {first:.5f} -> {last:.5f}"
+
+
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path: Path) -> None:
     folder = _images(tmp_path / "data")
     config = _config(folder, gms_weight=0.5)

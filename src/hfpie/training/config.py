@@ -93,6 +93,9 @@ class TrainConfig:
 
     # Losses
     l1_weight: float = 1.0
+    mse_weight: float = 0.0
+    """Weight of a mean-squared-error term (the loss PSNR measures), e.g. an L2 finish late in a campaign:
+    l1_weight=0 mse_weight=1."""
     hpf_weight: float = 0.0
     """Weight of the high-pass filtering loss; needs hpf_checkpoint."""
     hpf_checkpoint: str | None = None

@@ -137,7 +137,7 @@ def _validation_pairs(config: TrainConfig) -> ImageFolderPairs | None:
 
 
 def _build_losses(config: TrainConfig, device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
-    """The generator's pixel-level objective: L1 + HPF loss + soft-GMS-masked L1, as configured."""
+    """The generator's pixel-level objective: L1 (+ MSE) + HPF loss + soft-GMS-masked L1, as configured."""
     from .losses import l1_loss, soft_gms_mask
 
     highpass = None
@@ -148,6 +148,8 @@ def _build_losses(config: TrainConfig, device: torch.device) -> Callable[[torch.
 
     def objective(output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = {"l1": config.l1_weight * l1_loss(output, target)}
+        if config.mse_weight > 0:
+            terms["mse"] = config.mse_weight * torch.nn.functional.mse_loss(output.float(), target.float())
         if highpass is not None:
             terms["hpf"] = config.hpf_weight * highpass(output, target)
         if config.gms_weight > 0:
