@@ -522,6 +522,42 @@ def test_an_output_written_meanwhile_by_another_run_is_kept(identity_checkpoint:
     assert "wrote 0 of 1" in result.output
 
 
+def test_skip_existing_keeps_an_output_another_run_writes_meanwhile(identity_checkpoint: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two batches with --skip-existing over one folder: the image the other run finished first is
+    skipped, not failed, and the batch exits 0."""
+    import hfpie.api
+
+    for index in range(2):
+        _write_rgb(tmp_path / f"in{index}.png", index)
+    out = tmp_path / "out"
+    out.mkdir()
+    real, calls = hfpie.api.run_network, []
+
+    def the_other_run_finishes_in1_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # this run is making in1.png, having found none
+            (out / "in1.png").write_bytes(b"the other run's result")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hfpie.api, "run_network", the_other_run_finishes_in1_first)
+    result = _run("denoise", str(tmp_path / "in*.png"), "-o", str(out), "--skip-existing", "--model",
+                  str(identity_checkpoint))
+    assert result.exit_code == 0, result.output
+    assert (out / "in1.png").read_bytes() == b"the other run's result"
+    assert sorted(p.name for p in out.iterdir()) == ["in0.png", "in1.png"]
+    assert "1 skipped" in result.output and not _errors(result)
+
+
+def test_a_pattern_that_matches_nothing_is_an_error_even_beside_other_inputs(identity_checkpoint: Path,
+                                                                             tmp_path: Path) -> None:
+    _write_rgb(tmp_path / "a.png")
+    result = _run("denoise", str(tmp_path / "a.png"), str(tmp_path / "tyop" / "*.png"), "-o", str(tmp_path / "out"),
+                  "--model", str(identity_checkpoint))
+    assert result.exit_code == 2 and "no file matches this pattern" in result.output
+    assert str(tmp_path / "tyop" / "*.png") in result.output and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_or_sighup_mid_write_stop_the_batch_like_ctrl_c(identity_checkpoint: Path, tmp_path: Path,
                                                                 signum: int) -> None:

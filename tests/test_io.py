@@ -437,3 +437,22 @@ def test_tiffs_of_every_kind_come_back_as_written(tmp_path: Path, depth: int, ch
     np.testing.assert_array_equal(again.pixels, np.broadcast_to(pixels, again.pixels.shape))
     if alpha:
         np.testing.assert_array_equal(again.alpha, mask)
+
+
+@pytest.mark.parametrize("mode, key", [("L", 0), ("RGB", (0, 0, 0)), ("I;16", 0)])
+def test_a_png_colour_key_becomes_alpha(tmp_path: Path, mode: str, key) -> None:
+    """tRNS on a grey, colour or 16-bit grey PNG: the keyed pixels stay transparent in the output."""
+    values = np.full((8, 6, 3), 200, np.uint8)
+    values[:4] = 0  # the top half has the key colour
+    pil = Image.fromarray(values)
+    pil = pil.convert("L") if mode == "L" else Image.fromarray(values[..., 0].astype(np.uint16) * 257) if mode == "I;16" else pil
+    pil.save(tmp_path / "keyed.png", transparency=key)
+    image = read_image(tmp_path / "keyed.png")
+    assert image.alpha is not None
+    top = 0
+    full = np.iinfo(image.alpha.dtype).max
+    assert (image.alpha[:4] == top).all() and (image.alpha[4:] == full).all()
+    write_image(tmp_path / "out.png", image)
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.mode in {"LA", "RGBA"} or "transparency" in written.info
+        np.testing.assert_array_equal(read_image(tmp_path / "out.png").alpha, image.alpha)

@@ -194,3 +194,43 @@ def test_a_tiffs_exif_goes_to_the_output_without_the_tiffs_layout_tags(tmp_path:
         _assert_camera_exif(exif)
         if output != "tif":  # a TIFF's own layout tags are its own; no other file gets the input's
             assert not {256, 257, 258, 259, 273, 278, 279} & set(exif)
+
+
+ROTATED_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+               b'tiff:Orientation="6" xmp:Rating="5"/></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_pixels_turned_upright_are_not_turned_again_by_their_xmp(tmp_path: Path, suffix: str) -> None:
+    """EXIF and XMP both say 'turn a quarter': the output is upright and says so in both, its x and y
+    resolution swapped with the axes, its other XMP kept; reading the output again turns nothing."""
+    pil = Image.fromarray(_rgb(16, 32))
+    exif = pil.getexif()
+    exif[0x0112] = 6
+    if suffix == ".jpg":
+        pil.save(tmp_path / "in.jpg", exif=exif.tobytes(), xmp=ROTATED_XMP, dpi=(300, 100), quality=95)
+    else:
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", ROTATED_XMP.decode(), zip=True)  # a compressed XMP chunk
+        pil.save(tmp_path / "in.png", exif=exif.tobytes(), pnginfo=info, dpi=(300, 100))
+    image = read_image(tmp_path / f"in{suffix}")
+    assert image.pixels.shape[:2] == (32, 16)
+    write_image(tmp_path / f"out{suffix}", image)
+    with Image.open(tmp_path / f"out{suffix}") as written:
+        assert written.getexif().get(0x0112, 1) == 1, "Pillow falls back to the XMP orientation: none is left"
+        assert written.size == (16, 32)
+        assert written.info["dpi"] == pytest.approx((100, 300), abs=0.01)
+        assert b'xmp:Rating="5"' in (written.info["xmp"] if isinstance(written.info["xmp"], bytes)
+                                    else written.info["xmp"].encode())
+    again = read_image(tmp_path / f"out{suffix}")
+    assert again.pixels.shape[:2] == (32, 16)
+
+
+def test_an_xmp_orientation_alone_turns_the_pixels_once(tmp_path: Path) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", ROTATED_XMP.decode())
+    Image.fromarray(_rgb(16, 32)).save(tmp_path / "in.png", pnginfo=info)
+    image = read_image(tmp_path / "in.png")
+    assert image.pixels.shape[:2] == (32, 16)
+    write_image(tmp_path / "out.png", image)
+    assert read_image(tmp_path / "out.png").pixels.shape[:2] == (32, 16)

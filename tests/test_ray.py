@@ -193,6 +193,25 @@ def test_file_worker_reads_and_writes_uris(folder: Path, checkpoint: Path, tmp_p
     assert missing["status"] == "failed" and "no such file" in missing["error"]
 
 
+def test_a_file_worker_with_skip_existing_skips_an_output_written_meanwhile(folder: Path, checkpoint: Path,
+                                                                            tmp_path: Path) -> None:
+    worker = FileWorker("sr", model=str(checkpoint), device="cpu", skip_existing=True)
+    target = tmp_path / "o" / "rgba.png"
+    real = worker.enhance
+
+    def the_other_run_finishes_first(*args, **kwargs):
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(b"the other run's result")
+        return real(*args, **kwargs)
+
+    worker.enhance = the_other_run_finishes_first  # type: ignore[method-assign]
+    row = worker(str(folder / "rgba.png"), str(target))
+    assert row["status"] == "skipped" and row["error"] is None, row
+    assert target.read_bytes() == b"the other run's result"
+    with pytest.raises(ValueError, match="contradict"):
+        FileWorker("sr", model=str(checkpoint), device="cpu", skip_existing=True, overwrite=True)
+
+
 def test_import_hfpie_imports_no_ray() -> None:
     code = "import sys, hfpie, hfpie.ray, hfpie.cli, hfpie.worker; sys.exit('ray' in sys.modules or 'pyarrow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -78,7 +78,7 @@ def collect_inputs(patterns: list[str], *, recursive: bool, exclude: Path | None
     """(file, path relative to its input root) for every image named by files, folders or glob patterns.
 
     Folders contribute their image files (sub-folders with ``recursive``), glob patterns every file
-    they match (``**`` descends), both relative to the folder they start from; files named explicitly or
+    they match (``**`` descends; a pattern that matches nothing is an error), both relative to the folder they start from; files named explicitly or
     matched by a pattern are kept whatever their suffix (reading them reports problems). Files inside ``exclude`` (the output folder)
     are left out of folders and patterns that contain it. A file named twice is read once: its real path
     decides, and of its names the shortest is kept (a ``**`` through a symlink loop meets a file again
@@ -93,6 +93,8 @@ def collect_inputs(patterns: list[str], *, recursive: bool, exclude: Path | None
             items = _walk(path, sorted(walker), resolved_exclude, images_only=True)
         elif not path.exists() and glob.has_magic(pattern):
             matches = [Path(match) for match in sorted(glob.glob(pattern, recursive=True))]
+            if not matches:  # a mistyped pattern among others would otherwise drop its images without a word
+                raise HfpieError(f"{pattern}: no file matches this pattern; check its spelling, or leave it out")
             items = _walk(_glob_root(pattern), matches, resolved_exclude, images_only=False)
         else:
             items = [(path, Path(path.name))]  # missing files are reported when read

@@ -124,7 +124,7 @@ def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int
     """Read, check, enhance and write one image; every check that needs no network comes first.
 
     Without ``overwrite`` an output that appears while the image is made (another run writing it) is
-    kept and this image fails. ``-`` as the output writes the image's bytes, and nothing else, to stdout.
+    kept and OutputExistsError raised. ``-`` as the output writes the image's bytes, and nothing else, to stdout.
     """
     from .api import enhance_image_file
     from .batch import check_output_folder
@@ -134,7 +134,7 @@ def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int
     to_stdout = is_stdio(job.target)
     if not to_stdout:
         if job.target.exists() and not overwrite:
-            raise _exists_error(job)
+            raise OutputExistsError(f"{job.target}: already exists")
         check_output_folder(job.target)
     image = read_image(job.source)
     image_format = _stdout_format(image.format, output_format) if to_stdout else format_for(job.target, image.format)
@@ -146,10 +146,7 @@ def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int
         sys.stdout.buffer.flush()
         return
     job.target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        write_image(job.target, result, overwrite=overwrite)
-    except OutputExistsError:
-        raise _exists_error(job) from None
+    write_image(job.target, result, overwrite=overwrite)
 
 
 def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile: int | None, precision: str,
@@ -159,6 +156,7 @@ def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile:
     Ctrl-C, SIGTERM or SIGHUP say how many were written and exit with 128 + the signal's number (130,
     143, 129); no file is ever half-written."""
     from .batch import BatchProgress, describe_failure, stop_cleanly_on_signals
+    from .errors import OutputExistsError
     from .io import is_stdio
 
     progress = BatchProgress(len(jobs), quiet=quiet)
@@ -174,6 +172,13 @@ def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile:
                     _restore_one(job, network, device=device, tile=tile, precision=precision, strength=strength,
                                  overwrite=overwrite, ensemble=ensemble, output_format=output_format,
                                  tiles=progress.tiles(position))
+                except OutputExistsError:
+                    if skip_existing:  # another run wrote it while this one worked on it: kept, as asked
+                        skipped += 1
+                        continue
+                    failed += 1
+                    progress.echo(f"error: {describe_failure(_exists_error(job), job)}")
+                    continue
                 except (HfpieError, OSError, ValueError, RuntimeError, MemoryError) as error:
                     failed += 1
                     progress.echo(f"error: {describe_failure(error, job)}")

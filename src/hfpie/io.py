@@ -166,6 +166,7 @@ def decode_image(data: bytes, name: str | os.PathLike[str] = "image") -> ImageFi
             dpi, xmp = metadata.read_dpi(opened), metadata.read_xmp(opened)
             chunks = metadata.png_chunks(data) if image_format == "PNG" else ()
             deeper = _more_than_8_bits(opened, data)
+            exif_bytes, dpi, xmp, chunks = metadata.upright(orientation, exif=exif_bytes, dpi=dpi, xmp=xmp, chunks=chunks)
     except UnidentifiedImageError as error:
         raise ImageReadError(f"{path}: not a readable image ({error.__class__.__name__})") from None
     except Image.DecompressionBombError as error:
@@ -389,8 +390,15 @@ def _pixels_from_pil(image: Image.Image, name: str, bit_depth: int | None) -> tu
                 raise UnsupportedImageError(f"{name}: 32-bit integer images are not supported; save it as 16-bit")
             raise UnsupportedImageError(f"{name}: values {array.min()} to {array.max()} do not fit in 8 bits; "
                                         "pass bit_depth=16")
-        return array.astype(np.uint8 if bit_depth == 8 else np.uint16)[..., None], None
+        dtype = np.uint8 if bit_depth == 8 else np.uint16
+        key = image.info.get("transparency")  # a grey PNG's colour key (tRNS)
+        alpha = None if not isinstance(key, int) else np.where(array == key, 0, np.iinfo(dtype).max).astype(dtype)
+        return array.astype(dtype)[..., None], alpha
     array = np.asarray(image)
+    key = image.info.get("transparency")  # a PNG's colour key (tRNS): the pixels of that value are transparent
+    if mode in {"L", "RGB"} and key is not None and not isinstance(key, bytes):
+        transparent = array == key if mode == "L" else np.all(array == np.asarray(key, array.dtype), axis=-1)
+        return (array[..., None] if mode == "L" else array).copy(), np.where(transparent, 0, 255).astype(np.uint8)
     if mode == "L":
         return array[..., None].copy(), None
     if mode == "LA":

@@ -11,8 +11,9 @@
 - **PNG text and colour chunks** (``tEXt``, ``zTXt``, ``iTXt`` such as a generator's prompt, ``gAMA``,
   ``cHRM``, ``sRGB``): copied verbatim when the output is a PNG too; other formats have no place for them.
 
-XMP is copied as it is: fields inside it that describe the pixels (``tiff:ImageWidth``...) are not
-rewritten. A JPEG holds at most 65502 bytes of XMP; a longer packet (from a PNG or TIFF) is left out
+XMP is copied as it is, but for its orientation (``tiff:Orientation``), removed when the pixels are
+turned upright (``upright``), as EXIF's is: a reader that falls back to the XMP orientation would turn
+them again. Other fields inside it that describe the pixels (``tiff:ImageWidth``...) are not rewritten. A JPEG holds at most 65502 bytes of XMP; a longer packet (from a PNG or TIFF) is left out
 of a JPEG output with a warning.
 
     dpi = read_dpi(opened)                 # from an open PIL image: (x, y) or None
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 import warnings
 import zlib
@@ -31,7 +33,7 @@ import zlib
 from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 __all__ = ["PNG_COPIED", "attach_tiff_ifds", "png_chunk", "png_chunks", "png_extra_chunks", "read_dpi", "read_xmp",
-           "picture_exif", "rescaled_exif", "save_options", "tiff_exif", "TIFF_PLACEHOLDERS"]
+           "picture_exif", "rescaled_exif", "save_options", "tiff_exif", "TIFF_PLACEHOLDERS", "upright"]
 
 PNG_COPIED = frozenset({b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"cHRM", b"sRGB"})
 """The ancillary PNG chunks copied to a PNG output (iCCP, eXIf and pHYs are written from their fields)."""
@@ -127,6 +129,51 @@ def png_extra_chunks(*, icc_profile: bytes | None, exif: bytes | None, dpi: tupl
 def png_chunk(kind: bytes, body: bytes) -> bytes:
     """One PNG chunk: length, type, body and CRC."""
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+_XMP_ORIENTATION = (re.compile(rb'\s*tiff:Orientation="[0-9]"'), re.compile(rb"\s*<tiff:Orientation>[0-9]</tiff:Orientation>"))
+
+
+def _without_xmp_orientation(xmp: bytes) -> bytes:
+    for pattern in _XMP_ORIENTATION:
+        xmp = pattern.sub(b"", xmp)
+    return xmp
+
+
+def _without_orientation_chunk(kind: bytes, body: bytes) -> tuple[bytes, bytes]:
+    """A PNG chunk, its XMP orientation removed when it is the XMP iTXt (compressed or not)."""
+    if kind != b"iTXt" or not body.startswith(_XMP_KEYWORD + b"\x00"):
+        return kind, body
+    try:
+        compressed = body[len(_XMP_KEYWORD) + 1] == 1
+        head_end = body.index(b"\x00", body.index(b"\x00", len(_XMP_KEYWORD) + 3) + 1) + 1  # language, translated keyword
+        text = _without_xmp_orientation(zlib.decompress(body[head_end:]) if compressed else body[head_end:])
+    except (IndexError, ValueError, zlib.error):  # a malformed chunk: copied as it is, like the other chunks
+        return kind, body
+    return kind, body[:head_end] + (zlib.compress(text) if compressed else text)
+
+
+def upright(orientation: int, *, exif: bytes | None, dpi: tuple[float, float] | None, xmp: bytes | None,
+            chunks: tuple[tuple[bytes, bytes], ...]):
+    """The metadata of a picture whose pixels were turned upright by its ``orientation`` (EXIF's, 1-8):
+    ``(exif, dpi, xmp, chunks)`` with no orientation left in the XMP either (EXIF's is gone already), and
+    after a quarter turn (5-8) the x and y resolution and EXIF pixel dimensions swapped with the axes."""
+    if orientation not in range(2, 9):
+        return exif, dpi, xmp, chunks
+    xmp = None if xmp is None else _without_xmp_orientation(xmp)
+    chunks = tuple(_without_orientation_chunk(kind, body) for kind, body in chunks)
+    if orientation >= 5:
+        dpi = None if dpi is None else (dpi[1], dpi[0])
+        if exif:
+            parsed = Image.Exif()
+            parsed.load(exif)
+            if _X_RESOLUTION in parsed and _Y_RESOLUTION in parsed:
+                parsed[_X_RESOLUTION], parsed[_Y_RESOLUTION] = parsed[_Y_RESOLUTION], parsed[_X_RESOLUTION]
+            details = parsed.get_ifd(_EXIF_IFD)
+            if _PIXEL_X in details and _PIXEL_Y in details:
+                details[_PIXEL_X], details[_PIXEL_Y] = details[_PIXEL_Y], details[_PIXEL_X]
+            exif = parsed.tobytes()
+    return exif, dpi, xmp, chunks
 
 
 def rescaled_exif(exif: bytes | None, factor: int, size: tuple[int, int]) -> bytes | None:

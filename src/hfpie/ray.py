@@ -310,7 +310,7 @@ def enhance_files(inputs: Sequence[str] | str, output: str | os.PathLike[str], t
             queued.append({"source": source, "target": target})
     if queued:
         options = {"task": task, "scale": scale, "model": model_spec, "strength": strength, "precision": precision,
-                   "tile": tile, "ensemble": ensemble, "overwrite": overwrite}
+                   "tile": tile, "ensemble": ensemble, "overwrite": overwrite, "skip_existing": skip_existing}
         results.update(_run(queued, options, workers=workers, gpus_per_worker=gpus_per_worker,
                             cpus_per_worker=cpus_per_worker, address=address, progress=progress))
     rows = Results(results[str(job.source)] for job in jobs)

@@ -144,13 +144,15 @@ class FileWorker:
         precision, tile: as in :func:`hfpie.enhance` (``"auto"``: bf16 on CPUs that have it, fp16 on CUDA;
             16-bit files stay fp32 on the CPU). The same settings give the command line's bytes.
         overwrite: replace existing outputs (else such a file fails, and the output is kept).
+        skip_existing: an output that exists, or that another run writes while this one works on the file,
+            is kept and the file's row says ``skipped`` (resume a stopped batch; two batches at once).
         device: ``"cpu"``, ``"cuda"``... (default: the best available).
         threads: torch's CPU threads in this process (default: torch's own).
     """
 
     def __init__(self, task: str = "denoise", *, scale: int | None = None, model: str | HFPIENet | None = None,
                  revision: str | None = None, strength: float = 1.0, precision: str = "auto", tile: int | None = None,
-                 ensemble: int = 1, overwrite: bool = False, device: str | None = None,
+                 ensemble: int = 1, overwrite: bool = False, skip_existing: bool = False, device: str | None = None,
                  threads: int | None = None) -> None:
         import torch
 
@@ -175,7 +177,9 @@ class FileWorker:
         self.strength = check_strength(task, strength)
         self.ensemble = check_ensemble(ensemble)
         resolve_precision(precision, self.device)  # fp16 on the CPU: refused here, not once per file
-        self.precision, self.tile, self.overwrite = precision, tile, overwrite
+        if overwrite and skip_existing:
+            raise ValueError("overwrite and skip_existing contradict each other; pass one of them")
+        self.precision, self.tile, self.overwrite, self.skip_existing = precision, tile, overwrite, skip_existing
 
     def enhance(self, data: bytes, name: str, output_name: str | None = None) -> tuple[bytes, float]:
         """(encoded output, input megapixels) of the encoded file ``data``; ``name`` (its path or URI)
@@ -209,6 +213,10 @@ class FileWorker:
                 raise OutputExistsError(exists_message(source, target))
             output, _ = self.enhance(read_bytes(source) if data is None else data, source, target)
             write_bytes(target, output, overwrite=self.overwrite)
+        except OutputExistsError as error:
+            if self.skip_existing:  # there already, or written by another run meanwhile: kept, as asked
+                return self._row(source, target, "skipped", None, start)
+            return self._row(source, target, "failed", reason(error, source, target), start)
         except Exception as error:  # noqa: BLE001 - one file's failure is its row, never the batch's
             return self._row(source, target, "failed", reason(error, source, target), start)
         return self._row(source, target, "written", None, start)
