@@ -40,6 +40,12 @@ def seconds_per_megapixel(weights: Path) -> float:
     return preset_speed(load_model(str(weights), device="cpu"), 512 // read_config(weights)[1]["scale"], "auto")
 
 
+def _relative(path: str) -> str:
+    """``path`` relative to the repository when inside it (as the state names weights), else as given."""
+    resolved = (ROOT / path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(PROTOCOL))
@@ -76,7 +82,8 @@ def main() -> None:
             overrides = dict(_parse_override(text) for text in args.set)
             model = {**config.model, "num_blocks": blocks, **({"num_features": args.features} if args.features else {}),
                      **{key.removeprefix("model."): overrides.pop(key) for key in list(overrides) if key.startswith("model.")}}
-            config = config.replace(model=model, init_grow=True, **overrides)
+            config = config.replace(**{"model": model, "init_grow": True, **overrides})  # --set may start elsewhere:
+            # init_weights=src/hfpie/weights/sr-x4.safetensors init_strict=false init_grow=false (an x4 body into x2)
             print(f"{time.strftime('%H:%M:%S')} {args.model} {blocks}: training {args.minutes} min", flush=True)
             train(config, run_dir, resume=True, progress=False)
         session = _session_log(run_dir)
@@ -87,7 +94,8 @@ def main() -> None:
         row = {"blocks": list(blocks), "features": read_config(final)[1]["num_features"], "overrides": args.set, "steps": session["steps"], "cpu_hours": round(session["cpu_seconds"] / 3600, 3),
                "step_time_s": round(session["cpu_seconds"] / max(session["steps"], 1), 4),
                "s_per_mp_auto": round(speed, 3), "psnr": {k: round(v, 4) for k, v in psnr.items()},
-               "val_during_training": session["val"], "start": state["weights"],
+               "val_during_training": session["val"],
+               "start": _relative(network_config.get("init_weights") or state["weights"]),
                "preset": network_config.get("preset")}
         results.append(row)
         print(json.dumps(row), flush=True)
