@@ -391,21 +391,24 @@ def _pixels_from_pil(image: Image.Image, name: str, bit_depth: int | None) -> tu
             raise UnsupportedImageError(f"{name}: values {array.min()} to {array.max()} do not fit in 8 bits; "
                                         "pass bit_depth=16")
         dtype = np.uint8 if bit_depth == 8 else np.uint16
-        key = image.info.get("transparency")  # a grey PNG's colour key (tRNS)
-        alpha = None if not isinstance(key, int) else np.where(array == key, 0, np.iinfo(dtype).max).astype(dtype)
-        return array.astype(dtype)[..., None], alpha
+        return array.astype(dtype)[..., None], _colour_key_alpha(image, array, dtype)
     array = np.asarray(image)
-    key = image.info.get("transparency")  # a PNG's colour key (tRNS): the pixels of that value are transparent
-    if mode in {"L", "RGB"} and key is not None and not isinstance(key, bytes):
-        transparent = array == key if mode == "L" else np.all(array == np.asarray(key, array.dtype), axis=-1)
-        return (array[..., None] if mode == "L" else array).copy(), np.where(transparent, 0, 255).astype(np.uint8)
     if mode == "L":
-        return array[..., None].copy(), None
+        return array[..., None].copy(), _colour_key_alpha(image, array, np.uint8)
     if mode == "LA":
         return array[..., :1].copy(), array[..., 1].copy()
     if mode == "RGB":
-        return array.copy(), None
+        return array.copy(), _colour_key_alpha(image, array, np.uint8)
     return array[..., :3].copy(), array[..., 3].copy()  # RGBA
+
+
+def _colour_key_alpha(image: Image.Image, array: np.ndarray, dtype: type) -> np.ndarray | None:
+    """A grey or colour PNG's colour key (tRNS) as an alpha channel: 0 where a pixel has the key's value."""
+    key = image.info.get("transparency")
+    if key is None or isinstance(key, bytes):  # none, or a palette's (handled by converting to RGBA)
+        return None
+    keyed = array == key if array.ndim == 2 else np.all(array == np.asarray(key, array.dtype), axis=-1)
+    return np.where(keyed, 0, np.iinfo(dtype).max).astype(dtype)
 
 
 def format_for(path: str | os.PathLike[str], fallback: str) -> str:
