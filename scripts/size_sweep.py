@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,14 @@ def _relative(path: str) -> str:
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path
 
 
+def _folder_part(override: str) -> str:
+    """One ``--set KEY=VALUE`` as part of a run folder's name: a path value by its file name only, so
+    ``init_weights=/abs/sr-x4.safetensors`` names one folder, not a tree of them."""
+    key, _, value = override.partition("=")
+    file_name = re.split(r"[\\/]", value)[-1]
+    return f"{key}={file_name}" if value else override
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(PROTOCOL))
@@ -71,7 +80,7 @@ def main() -> None:
     for text in args.blocks:
         blocks = tuple(int(n) for n in text.split(","))
         width = [f"x{args.features}"] if args.features else []
-        run_dir = args.runs / args.model / "-".join([*map(str, blocks), *width, *args.set])
+        run_dir = args.runs / args.model / "-".join([*map(str, blocks), *width, *map(_folder_part, args.set)])
         final = run_dir / "final.safetensors"
         if not final.exists():
             # under the model's campaign while it has steps left, else the continual config with --set

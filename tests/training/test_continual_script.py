@@ -133,3 +133,12 @@ def test_a_campaign_carries_its_training_recipe_into_every_session(tmp_path: Pat
     assert (config.patch_size, config.l1_weight, config.mse_weight) == (96, 0, 1)
     assert config.learning_rate == 5e-4 and config.network_config().num_blocks == (4, 4, 8)
     assert continual_training._shape(state["campaign"]) == "(4, 4, 8) patch_size=96 l1_weight=0 mse_weight=1"
+
+
+def test_size_sweep_names_one_run_folder_for_a_path_override():
+    """``--set init_weights=/abs/path.safetensors`` must name one folder, not nest a tree of them."""
+    import size_sweep
+
+    assert size_sweep._folder_part("init_weights=/work/x/sr-x4.safetensors") == "init_weights=sr-x4.safetensors"
+    assert size_sweep._folder_part(r"init_weights=C:\w\sr-x4.safetensors") == "init_weights=sr-x4.safetensors"
+    assert size_sweep._folder_part("learning_rate=5e-4") == "learning_rate=5e-4"

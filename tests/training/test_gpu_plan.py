@@ -31,13 +31,16 @@ def _data(root: Path) -> Path:
 def test_the_jobs_of_a_plan_train_at_once_and_end_annealed(tmp_path: Path, monkeypatch) -> None:
     """Two jobs anneal within the call; a third continues the model's campaign on its curve."""
     state = gpu_plan.load_state("sr-x2")
-    campaign = {"number": 1, "blocks": [2, 4, 9], "network": {"sr_tail": "direct", "sr_tail_kernel": 5},
+    shipped = read_config(gpu_plan.ROOT / state["weights"])[1]["num_blocks"]
+    deeper = [shipped[0] + 1, *shipped[1:]]  # one RCAB more at scale 0 than the weights it starts from
+    grown = [*shipped[:2], shipped[2] + 1]  # the campaign's shape: one more at scale 2
+    campaign = {"number": 1, "blocks": grown, "network": {"sr_tail": "direct", "sr_tail_kernel": 5},
                 "peak_lr": 2e-4, "min_lr": 1e-6, "warmup_steps": 0, "schedule_steps": 60000, "position": 30000}
     monkeypatch.setattr(gpu_plan, "load_state", lambda name: {**state, "campaign": campaign})
     plan = tmp_path / "plan.toml"
     plan.write_text('[[job]]\nname = "as-shipped"\nmodel = "sr-x2"\nlearning_rate = 1e-3\n\n'
                     '[[job]]\nname = "deeper"\nmodel = "sr-x2"\nlearning_rate = 1e-3\nwarmup_steps = 2\n'
-                    'network = { num_blocks = [3, 4, 8] }\n\n'
+                    f'network = {{ num_blocks = {deeper} }}\n\n'
                     '[[job]]\nname = "campaign"\nmodel = "sr-x2"\ncampaign = true\n')
     out = tmp_path / "out"
     out.mkdir()
@@ -52,12 +55,12 @@ def test_the_jobs_of_a_plan_train_at_once_and_end_annealed(tmp_path: Path, monke
     assert sorted(p.name for p in out.iterdir()) == ["plan.json", "results-0.tar"]  # the runs themselves stay there
     unpacked = tmp_path / "runs"
     gpu_plan.unpack(argparse.Namespace(archives=[out / "results-0.tar"], runs=unpacked))
-    assert read_config(unpacked / "deeper" / "final.safetensors")[1]["num_blocks"] == [3, 4, 8]
+    assert read_config(unpacked / "deeper" / "final.safetensors")[1]["num_blocks"] == deeper
     records = [json.loads(line) for line in (unpacked / "deeper" / "log.jsonl").read_text().splitlines()]
     rates = [r["lr"] for r in records if "lr" in r]
     assert rates[-1] < 1e-3 * 0.5, "a job's cosine runs over its training time: it ends far below its peak"
     continued = read_config(unpacked / "campaign" / "final.safetensors")[1]
-    assert (continued["num_blocks"], continued["sr_tail"], continued["sr_tail_kernel"]) == ([2, 4, 9], "direct", 5)
+    assert (continued["num_blocks"], continued["sr_tail"], continued["sr_tail_kernel"]) == (grown, "direct", 5)
     logged = [json.loads(line) for line in (unpacked / "campaign" / "log.jsonl").read_text().splitlines()]
     rate = next(r["lr"] for r in logged if "lr" in r)
     assert 0.49 * 2e-4 < rate < 0.51 * 2e-4, "the campaign's curve at position 30000 of 60000: half the peak"
