@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -51,8 +50,7 @@ def _folder_part(override: str) -> str:
     """One ``--set KEY=VALUE`` as part of a run folder's name: a path value by its file name only, so
     ``init_weights=/abs/sr-x4.safetensors`` names one folder, not a tree of them."""
     key, _, value = override.partition("=")
-    file_name = re.split(r"[\\/]", value)[-1]
-    return f"{key}={file_name}" if value else override
+    return f"{key}={PureWindowsPath(value).name}" if value else override  # splits at both / and \
 
 
 def main() -> None:
