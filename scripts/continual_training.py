@@ -180,6 +180,9 @@ def plan(args: argparse.Namespace) -> None:
           f"{args.min_lr:g} over {args.schedule_steps} steps (warm-up {args.warmup_steps})")
 
 
+FAILURES_IN_A_ROW = 2  # a model whose slices fail this often in a row is dropped from the session
+
+
 def run(args: argparse.Namespace) -> None:
     deadline = time.time() + args.hours * 3600
     names = list(args.models or MODELS)
@@ -189,6 +192,7 @@ def run(args: argparse.Namespace) -> None:
             sys.exit(f"{saved.parent} holds a run of an earlier session (its seed is not the state's step count "
                      f"{steps}); move it away or pass another --runs folder")
     print(f"continual training of {', '.join(names)} until {time.ctime(deadline)}", flush=True)
+    failed_in_a_row, given_up = dict.fromkeys(names, 0), []
     while names and time.time() + 60 < deadline:
         for name in list(names):
             if _schedule_done(name, args.runs / name):
@@ -204,8 +208,18 @@ def run(args: argparse.Namespace) -> None:
             # failed slice (logged) does not stop the other models.
             done = subprocess.run([sys.executable, __file__, "slice", "--runs", str(args.runs), "--models", name,
                                    "--minutes", str(minutes), "--threads", str(args.threads)])
-            if done.returncode:
-                print(f"{name}: slice failed with exit status {done.returncode}", flush=True)
+            if not done.returncode:
+                failed_in_a_row[name] = 0
+                continue
+            failed_in_a_row[name] += 1
+            print(f"{name}: slice failed with exit status {done.returncode}", flush=True)
+            if failed_in_a_row[name] >= FAILURES_IN_A_ROW:  # a broken setup: never spin through the session
+                print(f"{name}: {FAILURES_IN_A_ROW} slices in a row failed; giving up on it", flush=True)
+                names.remove(name)
+                given_up.append(name)
+    if given_up:
+        sys.exit(f"slices of {', '.join(given_up)} failed {FAILURES_IN_A_ROW} times in a row (see the error above); "
+                 "fix it and rerun `run` with the same --runs folder")
 
 
 def train_slice(args: argparse.Namespace) -> None:

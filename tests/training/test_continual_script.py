@@ -36,6 +36,22 @@ def test_run_refuses_a_run_folder_of_an_earlier_session(tmp_path: Path, monkeypa
     continual_training.run(args)  # hours=0: nothing to train, no error
 
 
+def test_run_gives_up_on_a_model_whose_slices_keep_failing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(continual_training, "load_state", lambda name: {"steps": 500})
+    monkeypatch.setattr(continual_training, "_schedule_done", lambda name, run_dir: False)
+    calls = []
+
+    def failing_slice(command, **kwargs):
+        calls.append(command)
+        return continual_training.subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(continual_training.subprocess, "run", failing_slice)
+    args = argparse.Namespace(models=["denoise"], runs=tmp_path, hours=1.0, slice_minutes=20.0, threads=1)
+    with pytest.raises(SystemExit, match="failed 2 times in a row"):
+        continual_training.run(args)
+    assert len(calls) == continual_training.FAILURES_IN_A_ROW, "a broken setup must not spin for the whole session"
+
+
 def _plan_args(**overrides) -> argparse.Namespace:
     values = dict(models=["sr-x4"], blocks=[6, 4, 8], peak_lr=5e-4, min_lr=1e-6, warmup_steps=300,
                   schedule_steps=80000, why="arms", replan=False, features=None, network=[], set=[])
