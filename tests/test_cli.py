@@ -188,6 +188,34 @@ def test_help_works(command: str) -> None:
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+def _help_texts():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    yield "hfpie", group.help or ""
+    for name, command in group.commands.items():
+        yield name, command.help or ""
+        for param in command.params:
+            yield f"{name} {param.name}", getattr(param, "help", None) or ""
+
+
+@pytest.mark.parametrize("where,text", [pytest.param(w, t, id=w) for w, t in _help_texts()])
+def test_help_text_survives_rich_markup(where: str, text: str) -> None:
+    """typer renders help through rich markup, which silently drops a bracketed word such as the
+    ``[train]`` of ``pip install "hfpie[train]"`` or the ``[@revision]`` of ``owner/repo[@revision]``
+    unless it is written ``\\[``."""
+    from rich.text import Text
+
+    assert Text.from_markup(text).plain == text.replace("\\[", "["), where
+
+
+def test_help_shows_the_bracketed_parts() -> None:
+    wide = {"COLUMNS": "400"}
+    assert "owner/repo[@revision]" in runner.invoke(app, ["sr", "--help"], env=wide).output
+    assert "owner/repo[@revision]" in runner.invoke(app, ["download", "--help"], env=wide).output
+    assert 'pip install "hfpie[train]"' in runner.invoke(app, ["--help"], env=wide).output
+
+
 def test_hub_export_of_every_shipped_model(tmp_path: Path) -> None:
     from huggingface_hub import ModelCard
 

@@ -45,7 +45,7 @@ InputsArg = Annotated[list[str], typer.Argument(help="Image files, folders or gl
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file (one input, a .png/.jpg/.tif/.webp/.bmp name) or folder.")]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Bundled model name (see `hfpie models`), .safetensors file or exported folder, or Hugging "
-    "Face Hub repository owner/repo[@revision] (default: the task's model).")]
+    "Face Hub repository owner/repo\\[@revision] (default: the task's model).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1, mps (default: best available).")]
 TileOpt = Annotated[Optional[int], typer.Option("--tile", help="Tile core size in pixels (default: fit device memory).")]
 Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Same as --precision fp32 (older spelling).")]
@@ -378,7 +378,7 @@ def models_command() -> None:
 
 
 @app.command()
-def download(model: Annotated[str, typer.Argument(help="Model name (see `hfpie models`) or Hub repository owner/repo[@revision].")],
+def download(model: Annotated[str, typer.Argument(help="Model name (see `hfpie models`) or Hub repository owner/repo\\[@revision].")],
              force: Annotated[bool, typer.Option("--force", help="Download again even if cached.")] = False) -> None:
     """Download a model from the Hugging Face Hub into its local cache, verify it and print where it is.
 
@@ -423,7 +423,7 @@ def train(config: Annotated[Optional[str], typer.Argument(help="TOML or YAML tra
           overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides (JSON values).")] = None,
           run_dir: Annotated[Path, typer.Option("--run-dir", help="Folder for checkpoints and logs.")] = Path("runs/latest"),
           resume: Annotated[bool, typer.Option("--resume", help="Continue from RUN_DIR/last.pt.")] = False) -> None:
-    """Train a model (needs `pip install hfpie[train]`). Example: hfpie train configs/denoise.toml steps=2000"""
+    """Train a model (needs `pip install "hfpie\\[train]"`). Example: hfpie train configs/denoise.toml steps=2000"""
     from .training.config import load_train_config
     from .training.trainer import train as run_training
 
