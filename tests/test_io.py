@@ -456,3 +456,27 @@ def test_a_png_colour_key_becomes_alpha(tmp_path: Path, mode: str, key) -> None:
     with Image.open(tmp_path / "out.png") as written:
         assert written.mode in {"LA", "RGBA"} or "transparency" in written.info
         np.testing.assert_array_equal(read_image(tmp_path / "out.png").alpha, image.alpha)
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_a_lossless_webp_is_written_back_lossless(tmp_path: Path, alpha: bool) -> None:
+    pixels = _rgb(24, 31, seed=5)
+    mode_pixels = np.dstack([pixels, np.where(np.arange(31) < 9, 0, 200).astype(np.uint8)[None].repeat(24, 0)]) \
+        if alpha else pixels
+    Image.fromarray(mode_pixels).save(tmp_path / "lossless.webp", lossless=True, exact=True)
+    Image.fromarray(mode_pixels).save(tmp_path / "lossy.webp", quality=90)
+    assert read_image(tmp_path / "lossless.webp").webp_lossless
+    assert not read_image(tmp_path / "lossy.webp").webp_lossless  # VP8 (and ALPH for the alpha), not VP8L
+
+    changed = np.ascontiguousarray(255 - pixels)  # what a model would write: new pixels, the same file
+    image = read_image(tmp_path / "lossless.webp")
+    write_image(tmp_path / "out.webp", image.with_pixels(changed, image.alpha))
+    written = read_image(tmp_path / "out.webp")
+    assert written.webp_lossless
+    np.testing.assert_array_equal(written.pixels, changed)  # also under the fully transparent columns
+    if alpha:
+        np.testing.assert_array_equal(written.alpha, mode_pixels[..., 3])
+
+    lossy = read_image(tmp_path / "lossy.webp")
+    write_image(tmp_path / "out-lossy.webp", lossy.with_pixels(changed, lossy.alpha))
+    assert not read_image(tmp_path / "out-lossy.webp").webp_lossless  # a lossy input stays lossy (quality 95)

@@ -93,6 +93,8 @@ class ImageFile:
     xmp: bytes | None = None
     png_chunks: tuple[tuple[bytes, bytes], ...] = ()
     """A PNG's text and colour chunks, (type, body), written back verbatim to a PNG output."""
+    webp_lossless: bool = False
+    """The file was a lossless WebP: a WebP output is written lossless too (else at quality 95)."""
 
     def with_pixels(self, pixels: np.ndarray, alpha: np.ndarray | None) -> ImageFile:
         """This file with new pixels (the same size, or ``scale`` times larger): its metadata kept, the
@@ -184,7 +186,20 @@ def decode_image(data: bytes, name: str | os.PathLike[str] = "image") -> ImageFi
             pixels = np.ascontiguousarray(deep[..., 2::-1])
             alpha = np.ascontiguousarray(deep[..., 3]) if deep.shape[2] == 4 else None
     return ImageFile(pixels=pixels, alpha=alpha, format=image_format, exif=exif_bytes, icc_profile=icc,
-                     dpi=dpi, xmp=xmp, png_chunks=chunks)
+                     dpi=dpi, xmp=xmp, png_chunks=chunks, webp_lossless=image_format == "WEBP" and _is_lossless_webp(data))
+
+
+def _is_lossless_webp(data: bytes) -> bool:
+    """Whether a (still) WebP's image chunk is VP8L, the lossless codec, rather than VP8 (lossy, with an
+    ALPH chunk for alpha). The chunks follow the 12-byte RIFF header, each a type, a little-endian size
+    and the body padded to an even length; an extended file (VP8X) has others before the image's."""
+    offset = 12
+    while offset + 8 <= len(data):
+        kind, size = data[offset:offset + 4], struct.unpack("<I", data[offset + 4:offset + 8])[0]
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        offset += 8 + size + (size & 1)
+    return False
 
 
 def _more_than_8_bits(opened: Image.Image, data: bytes) -> bool:
@@ -472,7 +487,10 @@ def encode_image(image: ImageFile, image_format: str) -> bytes:
     if image_format == "JPEG":
         options.update(quality=95, subsampling=0)
     elif image_format == "WEBP":
-        options.update(quality=95)
+        if image.webp_lossless:  # exact: keep the colour under fully transparent pixels as it is
+            options.update(lossless=True, exact=True)
+        else:
+            options.update(quality=95)
     buffer = io.BytesIO()
     pil.save(buffer, format=image_format, **options)
     return buffer.getvalue()
