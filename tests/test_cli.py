@@ -749,3 +749,28 @@ def test_a_read_only_file_system_is_called_that(identity_checkpoint: Path, tmp_p
     (line,) = _errors(result)
     assert str(read_only / "in.png") in line and "read-only file system" in line and "permission" not in line
     assert inference_calls == []
+
+
+def test_quality_sets_the_jpeg_and_webp_outputs(identity_checkpoint: Path, tmp_path: Path,
+                                                inference_calls: list) -> None:
+    from hfpie.io import encode_image, read_image
+
+    source = tmp_path / "photo.png"
+    _write_rgb(source, seed=4, size=(32, 40))
+    model = ("--model", str(identity_checkpoint))
+    for name, quality in (("default.jpg", ()), ("low.jpg", ("--quality", "35")), ("low.webp", ("--quality", "35"))):
+        result = _run("denoise", str(source), "-o", str(tmp_path / name), *model, *quality)
+        assert result.exit_code == 0, result.output
+    image = read_image(source)  # the identity model: the output is the input's pixels, encoded as asked
+    assert (tmp_path / "low.jpg").read_bytes() == encode_image(image, "JPEG", quality=35)
+    assert (tmp_path / "low.webp").read_bytes() == encode_image(image, "WEBP", quality=35)
+    assert (tmp_path / "default.jpg").read_bytes() == encode_image(image, "JPEG")
+    assert (tmp_path / "low.jpg").stat().st_size < (tmp_path / "default.jpg").stat().st_size
+    shown = _cli_process("denoise", str(source), "-o", "-", "--format", "jpg", "--quality", "35", *model)
+    assert shown.returncode == 0 and shown.stdout == (tmp_path / "low.jpg").read_bytes(), shown.stderr.decode()
+
+    calls = len(inference_calls)
+    for bad in ("0", "101", "high"):
+        result = _run("denoise", str(source), "-o", str(tmp_path / f"bad-{bad}.jpg"), *model, "--quality", bad)
+        assert result.exit_code == 2 and not (tmp_path / f"bad-{bad}.jpg").exists()
+    assert len(inference_calls) == calls  # refused before any work

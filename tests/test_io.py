@@ -480,3 +480,32 @@ def test_a_lossless_webp_is_written_back_lossless(tmp_path: Path, alpha: bool) -
     lossy = read_image(tmp_path / "lossy.webp")
     write_image(tmp_path / "out-lossy.webp", lossy.with_pixels(changed, lossy.alpha))
     assert not read_image(tmp_path / "out-lossy.webp").webp_lossless  # a lossy input stays lossy (quality 95)
+
+
+def test_quality_sets_jpeg_and_webp_outputs_and_is_checked(tmp_path: Path) -> None:
+    from hfpie.io import check_quality, encode_image
+
+    pixels = _rgb(32, 40, seed=7)
+    image = ImageFile(pixels=pixels, alpha=None, format="PNG")
+
+    def pil_bytes(image_format: str, **options) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format=image_format, **options)
+        return buffer.getvalue()
+
+    assert encode_image(image, "JPEG") == pil_bytes("JPEG", quality=95, subsampling=0)  # the default
+    assert encode_image(image, "JPEG", quality=40) == pil_bytes("JPEG", quality=40, subsampling=0)
+    assert encode_image(image, "WEBP", quality=40) == pil_bytes("WEBP", quality=40)
+    assert len(encode_image(image, "JPEG", quality=40)) < len(encode_image(image, "JPEG"))
+    assert encode_image(image, "PNG", quality=40) == encode_image(image, "PNG")  # lossless formats ignore it
+
+    lossless = ImageFile(pixels=pixels, alpha=None, format="WEBP", webp_lossless=True)
+    write_image(tmp_path / "kept.webp", lossless)
+    write_image(tmp_path / "asked.webp", lossless, quality=80)
+    assert read_image(tmp_path / "kept.webp").webp_lossless
+    assert not read_image(tmp_path / "asked.webp").webp_lossless  # a quality given makes it lossy, as asked
+
+    for bad in (0, 101, 9.5, True, "95"):
+        with pytest.raises(ValueError, match="quality must be an integer from 1"):
+            encode_image(image, "JPEG", quality=bad)  # type: ignore[arg-type]
+    assert check_quality(None) is None and check_quality(1) == 1 and check_quality(100) == 100

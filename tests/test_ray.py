@@ -215,3 +215,16 @@ def test_a_file_worker_with_skip_existing_skips_an_output_written_meanwhile(fold
 def test_import_hfpie_imports_no_ray() -> None:
     code = "import sys, hfpie, hfpie.ray, hfpie.cli, hfpie.worker; sys.exit('ray' in sys.modules or 'pyarrow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_file_worker_writes_jpegs_at_the_quality_asked(checkpoint: Path, tmp_path: Path) -> None:
+    source = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(source)
+    default = FileWorker("sr", model=str(checkpoint), device="cpu")
+    low = FileWorker("sr", model=str(checkpoint), device="cpu", quality=30)
+    assert low(str(source), str(tmp_path / "low.jpg"))["status"] == "written"
+    assert default(str(source), str(tmp_path / "default.jpg"))["status"] == "written"
+    assert (tmp_path / "low.jpg").stat().st_size < (tmp_path / "default.jpg").stat().st_size
+    assert low.enhance(source.read_bytes(), str(source), "x.jpg")[0] == (tmp_path / "low.jpg").read_bytes()
+    with pytest.raises(ValueError, match="quality must be an integer"):
+        FileWorker("sr", model=str(checkpoint), device="cpu", quality=0)

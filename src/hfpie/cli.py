@@ -64,6 +64,9 @@ ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU
 FormatOpt = Annotated[Optional[str], typer.Option(
     "--format", help="Format of the image written to standard output (-o -): png, jpg, tif, webp or bmp "
     "(default: the input's). Files take theirs from their name.")]
+QualityOpt = Annotated[Optional[int], typer.Option(
+    "--quality", min=1, max=100, help="JPEG / WebP output quality, 1 (smallest file) to 100 (default 95; a "
+    "lossless WebP input is written lossless unless this is given). PNG, TIFF and BMP are lossless.")]
 ImageOutputOpt = Annotated[str, typer.Option(
     "--output", "-o", help="Output file (one input, a .png/.jpg/.tif/.webp/.bmp name) or folder; with --ray also a "
     "URI (s3://bucket/out).")]
@@ -120,7 +123,7 @@ def _stdout_format(input_format: str, requested: str | None) -> str:
 
 def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int | None, precision: str,
                  strength: float, overwrite: bool, tiles: Callable[[int, int], None] | None,
-                 ensemble: int = 1, output_format: str | None = None) -> None:
+                 ensemble: int = 1, output_format: str | None = None, quality: int | None = None) -> None:
     """Read, check, enhance and write one image; every check that needs no network comes first.
 
     Without ``overwrite`` an output that appears while the image is made (another run writing it) is
@@ -142,16 +145,17 @@ def _restore_one(job: Job, network: HFPIENet, *, device: torch.device, tile: int
     result = enhance_image_file(image, network, device=device, tile=tile, precision=precision, halo=None,
                                 progress=tiles, strength=strength, ensemble=ensemble)
     if to_stdout:
-        sys.stdout.buffer.write(encode_image(result, image_format))
+        sys.stdout.buffer.write(encode_image(result, image_format, quality=quality))
         sys.stdout.buffer.flush()
         return
     job.target.parent.mkdir(parents=True, exist_ok=True)
-    write_image(job.target, result, overwrite=overwrite)
+    write_image(job.target, result, overwrite=overwrite, quality=quality)
 
 
 def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile: int | None, precision: str,
               strength: float, overwrite: bool, skip_existing: bool, quiet: bool,
-              ensemble: int = 1, output_format: str | None = None) -> tuple[int, int, int]:
+              ensemble: int = 1, output_format: str | None = None,
+              quality: int | None = None) -> tuple[int, int, int]:
     """(written, skipped, failed): each image on its own, a failure reported and the batch going on;
     Ctrl-C, SIGTERM or SIGHUP say how many were written and exit with 128 + the signal's number (130,
     143, 129); no file is ever half-written."""
@@ -171,7 +175,7 @@ def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile:
                 try:
                     _restore_one(job, network, device=device, tile=tile, precision=precision, strength=strength,
                                  overwrite=overwrite, ensemble=ensemble, output_format=output_format,
-                                 tiles=progress.tiles(position))
+                                 quality=quality, tiles=progress.tiles(position))
                 except OutputExistsError:
                     if skip_existing:  # another run wrote it while this one worked on it: kept, as asked
                         skipped += 1
@@ -196,8 +200,9 @@ def _run_jobs(jobs: list[Job], network: HFPIENet, *, device: torch.device, tile:
 def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, model: str | None, device: str | None,
              tile: int | None, fp32: bool, overwrite: bool, skip_existing: bool, recursive: bool, quiet: bool,
              threads: int | None, precision: str = "auto", strength: float = 1.0, ensemble: int = 1,
-             output_format: str | None = None, ray: bool = False, ray_address: str | None = None,
-             workers: int | None = None, gpus_per_worker: float | None = None) -> None:
+             output_format: str | None = None, quality: int | None = None, ray: bool = False,
+             ray_address: str | None = None, workers: int | None = None,
+             gpus_per_worker: float | None = None) -> None:
     from .api import check_strength
     from .batch import plan_jobs
     from .ensemble import ENSEMBLE_SIZES
@@ -237,7 +242,8 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, m
         from .ray import run_from_cli
 
         return run_from_cli(task, inputs, raw_output, quiet=quiet, scale=scale, model=model, tile=tile,
-                            precision=precision, strength=strength, ensemble=ensemble, recursive=recursive,
+                            precision=precision, strength=strength, ensemble=ensemble, quality=quality,
+                            recursive=recursive,
                             overwrite=overwrite, skip_existing=skip_existing, workers=workers,
                             gpus_per_worker=gpus_per_worker or 0, cpus_per_worker=threads or 1, address=ray_address)
     if ray_address is not None or workers is not None or gpus_per_worker is not None:
@@ -261,7 +267,7 @@ def _restore(task: str, inputs: list[str], output: Path, *, scale: int | None, m
         raise _fail(str(error)) from None
     written, skipped, failed = _run_jobs(jobs, network, device=torch_device, tile=tile, precision=precision,
                                          strength=strength, overwrite=overwrite, skip_existing=skip_existing, quiet=quiet,
-                                         ensemble=ensemble, output_format=output_format)
+                                         ensemble=ensemble, output_format=output_format, quality=quality)
     if not quiet:
         typer.echo(f"{task}: wrote {written} of {len(jobs)} image(s)"
                    + (f", {skipped} skipped (already there)" if skipped else "")
@@ -275,13 +281,13 @@ def denoise(inputs: InputsArg, output: ImageOutputOpt, model: ModelOpt = None, d
             tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
             skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False, quiet: QuietOpt = False,
             threads: ThreadsOpt = None, precision: PrecisionOpt = "auto",
-            strength: StrengthOpt = 1.0, ensemble: EnsembleOpt = 1, output_format: FormatOpt = None,
+            strength: StrengthOpt = 1.0, ensemble: EnsembleOpt = 1, output_format: FormatOpt = None, quality: QualityOpt = None,
             ray: RayOpt = False, ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
             gpus_per_worker: GpusPerWorkerOpt = None) -> None:
     """Remove noise. Example: hfpie denoise noisy.png -o clean.png"""
     _restore("denoise", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
              overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
-             precision=precision, strength=strength, ensemble=ensemble, output_format=output_format,
+             precision=precision, strength=strength, ensemble=ensemble, output_format=output_format, quality=quality,
              ray=ray, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
@@ -290,13 +296,13 @@ def deblur(inputs: InputsArg, output: ImageOutputOpt, model: ModelOpt = None, de
            tile: TileOpt = None, fp32: Fp32Opt = False, overwrite: OverwriteOpt = False,
            skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False, quiet: QuietOpt = False,
            threads: ThreadsOpt = None, precision: PrecisionOpt = "auto",
-           strength: StrengthOpt = 1.0, ensemble: EnsembleOpt = 1, output_format: FormatOpt = None,
+           strength: StrengthOpt = 1.0, ensemble: EnsembleOpt = 1, output_format: FormatOpt = None, quality: QualityOpt = None,
             ray: RayOpt = False, ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
             gpus_per_worker: GpusPerWorkerOpt = None) -> None:
     """Remove blur (blind). Example: hfpie deblur blurry.jpg -o sharp.jpg"""
     _restore("deblur", inputs, output, scale=1, model=model, device=device, tile=tile, fp32=fp32,
              overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
-             precision=precision, strength=strength, ensemble=ensemble, output_format=output_format,
+             precision=precision, strength=strength, ensemble=ensemble, output_format=output_format, quality=quality,
              ray=ray, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
@@ -306,13 +312,13 @@ def sr(inputs: InputsArg, output: ImageOutputOpt,
        model: ModelOpt = None, device: DeviceOpt = None, tile: TileOpt = None, fp32: Fp32Opt = False,
        overwrite: OverwriteOpt = False, skip_existing: SkipExistingOpt = False, recursive: RecursiveOpt = False,
        quiet: QuietOpt = False, threads: ThreadsOpt = None, precision: PrecisionOpt = "auto",
-       strength: StrengthOpt = 1.0, ensemble: EnsembleOpt = 1, output_format: FormatOpt = None,
+       strength: StrengthOpt = 1.0, ensemble: EnsembleOpt = 1, output_format: FormatOpt = None, quality: QualityOpt = None,
             ray: RayOpt = False, ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
             gpus_per_worker: GpusPerWorkerOpt = None) -> None:
     """Super-resolve (upscale). Example: hfpie sr small.png --scale 4 -o large.png"""
     _restore("sr", inputs, output, scale=scale, model=model, device=device, tile=tile, fp32=fp32,
              overwrite=overwrite, skip_existing=skip_existing, recursive=recursive, quiet=quiet, threads=threads,
-             precision=precision, strength=strength, ensemble=ensemble, output_format=output_format,
+             precision=precision, strength=strength, ensemble=ensemble, output_format=output_format, quality=quality,
              ray=ray, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 

@@ -45,11 +45,13 @@ from . import metadata
 from .errors import ImageReadError, ImageWriteError, OutputExistsError, UnsupportedImageError
 
 __all__ = [
+    "DEFAULT_QUALITY",
     "ImageFile",
     "READ_SUFFIXES",
     "WRITABLE_SUFFIXES",
     "atomic_write_bytes",
     "check_can_encode",
+    "check_quality",
     "decode_image",
     "encode_image",
     "format_for",
@@ -464,9 +466,25 @@ def to_pil(image: ImageFile) -> Image.Image | np.ndarray:
     return pil
 
 
-def encode_image(image: ImageFile, image_format: str) -> bytes:
-    """Encode ``image`` in ``image_format`` (PNG, JPEG, TIFF, WEBP, BMP) with its metadata."""
+DEFAULT_QUALITY = 95
+"""The quality of JPEG and lossy WebP outputs when none is asked for."""
+
+
+def check_quality(quality: int | None) -> int | None:
+    """``quality`` itself, or ValueError when it is not a JPEG/WebP quality (an integer 1-100, or None)."""
+    if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100):
+        raise ValueError(f"quality must be an integer from 1 (smallest file) to 100 (best), got {quality!r}; "
+                         f"leave it out for {DEFAULT_QUALITY}")
+    return quality
+
+
+def encode_image(image: ImageFile, image_format: str, *, quality: int | None = None) -> bytes:
+    """Encode ``image`` in ``image_format`` (PNG, JPEG, TIFF, WEBP, BMP) with its metadata.
+
+    ``quality`` (1-100) sets a JPEG's or WebP's; without it a JPEG is written at 95 and a WebP at 95,
+    or lossless when the input was a lossless WebP. The other formats are lossless and ignore it."""
     image_format = "JPEG" if image_format == "MPO" else image_format
+    check_quality(quality)
     check_can_encode(image, image_format)
     if image_format in {"JPEG", "BMP", "WEBP"} and image.bit_depth == 16:
         image = _to_8bit(image)  # these formats have no 16-bit variant
@@ -485,12 +503,12 @@ def encode_image(image: ImageFile, image_format: str) -> bytes:
     if image.icc_profile:
         options["icc_profile"] = image.icc_profile
     if image_format == "JPEG":
-        options.update(quality=95, subsampling=0)
+        options.update(quality=quality or DEFAULT_QUALITY, subsampling=0)
     elif image_format == "WEBP":
-        if image.webp_lossless:  # exact: keep the colour under fully transparent pixels as it is
+        if image.webp_lossless and quality is None:  # exact: keep the colour under fully transparent pixels
             options.update(lossless=True, exact=True)
         else:
-            options.update(quality=95)
+            options.update(quality=quality or DEFAULT_QUALITY)
     buffer = io.BytesIO()
     pil.save(buffer, format=image_format, **options)
     return buffer.getvalue()
@@ -616,7 +634,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: 
 
 
 def write_image(path: str | os.PathLike[str], image: ImageFile, image_format: str | None = None, *,
-                overwrite: bool = True) -> None:
-    """Encode ``image`` (format from ``image_format``, else the suffix, else ``image.format``) atomically;
-    ``overwrite=False`` never replaces an existing file (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, encode_image(image, image_format or format_for(path, image.format)), overwrite=overwrite)
+                overwrite: bool = True, quality: int | None = None) -> None:
+    """Encode ``image`` (format from ``image_format``, else the suffix, else ``image.format``; ``quality``
+    as in :func:`encode_image`) atomically; ``overwrite=False`` never replaces an existing file (see
+    :func:`atomic_write_bytes`)."""
+    data = encode_image(image, image_format or format_for(path, image.format), quality=quality)
+    atomic_write_bytes(path, data, overwrite=overwrite)

@@ -58,7 +58,7 @@ class Enhancer:
     No file's failure raises: it is its row's ``error``.
 
     Keyword options as in :class:`hfpie.worker.FileWorker` (task, scale, model, revision, strength,
-    precision, tile, ensemble, overwrite); the device and threads come from what Ray gave the actor::
+    precision, tile, ensemble, quality, overwrite); the device and threads come from what Ray gave the actor::
 
         ds.map_batches(Enhancer, fn_constructor_kwargs={"task": "sr"}, batch_size=1, concurrency=4, num_gpus=1)
     """
@@ -241,7 +241,7 @@ def _default_workers(ray: Any, cpus_per_worker: float, gpus_per_worker: float) -
 def enhance_files(inputs: Sequence[str] | str, output: str | os.PathLike[str], task: str = "denoise", *,
                   scale: int | None = None, model: str | None = None, revision: str | None = None,
                   strength: float = 1.0, precision: str = "auto", tile: int | None = None, ensemble: int = 1,
-                  recursive: bool = False, overwrite: bool = False, skip_existing: bool = False,
+                  quality: int | None = None, recursive: bool = False, overwrite: bool = False, skip_existing: bool = False,
                   workers: int | None = None, gpus_per_worker: float = 0, cpus_per_worker: float = 1,
                   address: str | None = None, manifest: str | os.PathLike[str] | None = None,
                   progress: bool = True) -> Results:
@@ -253,6 +253,7 @@ def enhance_files(inputs: Sequence[str] | str, output: str | os.PathLike[str], t
         output: a folder (outputs keep their path relative to their input folder) or one file; local or a URI.
         task, scale, model, revision, strength, precision, tile, ensemble: as in :func:`hfpie.enhance`;
             the same settings give the command line's bytes.
+        quality: JPEG / WebP outputs' quality, 1-100 (default 95; a lossless WebP input stays lossless).
         recursive, overwrite, skip_existing: as on the command line. Existing outputs are found before any
             work: without ``overwrite`` they are refused (their row says so) unless ``skip_existing``.
         workers: actors (default: the cluster's GPUs / ``gpus_per_worker``, else its CPUs / ``cpus_per_worker``).
@@ -270,11 +271,13 @@ def enhance_files(inputs: Sequence[str] | str, output: str | os.PathLike[str], t
     from .api import check_strength
     from .api import load_checked_network
     from .ensemble import check_ensemble
+    from .io import check_quality
     from .precision import PRECISIONS, resolve_precision
 
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(item) for item in inputs]
     check_strength(task, strength)
     check_ensemble(ensemble)
+    check_quality(quality)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     resolve_precision(precision, "cuda" if gpus_per_worker else "cpu")
@@ -310,7 +313,7 @@ def enhance_files(inputs: Sequence[str] | str, output: str | os.PathLike[str], t
             queued.append({"source": source, "target": target})
     if queued:
         options = {"task": task, "scale": scale, "model": model_spec, "strength": strength, "precision": precision,
-                   "tile": tile, "ensemble": ensemble, "overwrite": overwrite, "skip_existing": skip_existing}
+                   "tile": tile, "ensemble": ensemble, "quality": quality, "overwrite": overwrite, "skip_existing": skip_existing}
         results.update(_run(queued, options, workers=workers, gpus_per_worker=gpus_per_worker,
                             cpus_per_worker=cpus_per_worker, address=address, progress=progress))
     rows = Results(results[str(job.source)] for job in jobs)

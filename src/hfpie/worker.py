@@ -143,6 +143,7 @@ class FileWorker:
         strength, ensemble: as in :func:`hfpie.enhance`.
         precision, tile: as in :func:`hfpie.enhance` (``"auto"``: bf16 on CPUs that have it, fp16 on CUDA;
             16-bit files stay fp32 on the CPU). The same settings give the command line's bytes.
+        quality: JPEG / WebP outputs' quality, 1-100 (default 95; a lossless WebP input stays lossless).
         overwrite: replace existing outputs (else such a file fails, and the output is kept).
         skip_existing: an output that exists, or that another run writes while this one works on the file,
             is kept and the file's row says ``skipped`` (resume a stopped batch; two batches at once).
@@ -152,13 +153,14 @@ class FileWorker:
 
     def __init__(self, task: str = "denoise", *, scale: int | None = None, model: str | HFPIENet | None = None,
                  revision: str | None = None, strength: float = 1.0, precision: str = "auto", tile: int | None = None,
-                 ensemble: int = 1, overwrite: bool = False, skip_existing: bool = False, device: str | None = None,
-                 threads: int | None = None) -> None:
+                 ensemble: int = 1, quality: int | None = None, overwrite: bool = False, skip_existing: bool = False,
+                 device: str | None = None, threads: int | None = None) -> None:
         import torch
 
         from .api import check_strength, resolve_device, resolve_network
         from .api import sr_scale
         from .ensemble import check_ensemble
+        from .io import check_quality
         from .models import HFPIENet
         from .precision import resolve_precision
 
@@ -176,6 +178,7 @@ class FileWorker:
         self.network = resolve_network(task, scale, network, self.device)
         self.strength = check_strength(task, strength)
         self.ensemble = check_ensemble(ensemble)
+        self.quality = check_quality(quality)
         resolve_precision(precision, self.device)  # fp16 on the CPU: refused here, not once per file
         if overwrite and skip_existing:
             raise ValueError("overwrite and skip_existing contradict each other; pass one of them")
@@ -194,7 +197,7 @@ class FileWorker:
         check_can_encode(image, image_format)
         result = enhance_image_file(image, self.network, device=self.device, tile=self.tile, precision=self.precision,
                                     halo=None, strength=self.strength, ensemble=self.ensemble)
-        return encode_image(result, image_format), self._megapixels
+        return encode_image(result, image_format, quality=self.quality), self._megapixels
 
     def enhance_row(self, data: bytes, name: str, output_name: str | None = None) -> dict[str, Any]:
         """A result row whose ``output`` is the encoded result (bytes; None when the file failed), written nowhere."""
