@@ -502,13 +502,14 @@ def encode_image(image: ImageFile, image_format: str, *, quality: int | None = N
         options["exif"] = image.exif
     if image.icc_profile:
         options["icc_profile"] = image.icc_profile
+    lossy_quality = DEFAULT_QUALITY if quality is None else quality
     if image_format == "JPEG":
-        options.update(quality=quality or DEFAULT_QUALITY, subsampling=0)
+        options.update(quality=lossy_quality, subsampling=0)
     elif image_format == "WEBP":
         if image.webp_lossless and quality is None:  # exact: keep the colour under fully transparent pixels
             options.update(lossless=True, exact=True)
         else:
-            options.update(quality=quality or DEFAULT_QUALITY)
+            options.update(quality=lossy_quality)
     buffer = io.BytesIO()
     pil.save(buffer, format=image_format, **options)
     return buffer.getvalue()

@@ -241,7 +241,8 @@ def _default_workers(ray: Any, cpus_per_worker: float, gpus_per_worker: float) -
 def enhance_files(inputs: Sequence[str] | str, output: str | os.PathLike[str], task: str = "denoise", *,
                   scale: int | None = None, model: str | None = None, revision: str | None = None,
                   strength: float = 1.0, precision: str = "auto", tile: int | None = None, ensemble: int = 1,
-                  quality: int | None = None, recursive: bool = False, overwrite: bool = False, skip_existing: bool = False,
+                  quality: int | None = None, recursive: bool = False, overwrite: bool = False,
+                  skip_existing: bool = False,
                   workers: int | None = None, gpus_per_worker: float = 0, cpus_per_worker: float = 1,
                   address: str | None = None, manifest: str | os.PathLike[str] | None = None,
                   progress: bool = True) -> Results:
@@ -313,7 +314,8 @@ def enhance_files(inputs: Sequence[str] | str, output: str | os.PathLike[str], t
             queued.append({"source": source, "target": target})
     if queued:
         options = {"task": task, "scale": scale, "model": model_spec, "strength": strength, "precision": precision,
-                   "tile": tile, "ensemble": ensemble, "quality": quality, "overwrite": overwrite, "skip_existing": skip_existing}
+                   "tile": tile, "ensemble": ensemble, "quality": quality, "overwrite": overwrite,
+                   "skip_existing": skip_existing}
         results.update(_run(queued, options, workers=workers, gpus_per_worker=gpus_per_worker,
                             cpus_per_worker=cpus_per_worker, address=address, progress=progress))
     rows = Results(results[str(job.source)] for job in jobs)
