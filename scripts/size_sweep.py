@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "sweep")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="training config overrides of every variant, e.g. learning_rate=2e-4 or model.sr_tail=direct "
+                        help="training config overrides of every variant, e.g. learning_rate=2e-4, model.sr_tail=direct or "
+                             "degradation.clean_probability=0.1 (one key of the degradation options) "
                              "(named in the run folder)")
     args = parser.parse_args()
 
@@ -89,7 +90,10 @@ def main() -> None:
             overrides = dict(_parse_override(text) for text in args.set)
             model = {**config.model, "num_blocks": blocks, **({"num_features": args.features} if args.features else {}),
                      **{key.removeprefix("model."): overrides.pop(key) for key in list(overrides) if key.startswith("model.")}}
-            config = config.replace(**{"model": model, "init_grow": True, **overrides})  # --set may start elsewhere:
+            degradation = {**config.degradation, **{key.removeprefix("degradation."): overrides.pop(key)
+                                                    for key in list(overrides) if key.startswith("degradation.")}}
+            config = config.replace(**{"model": model, "degradation": degradation, "init_grow": True, **overrides})
+            # --set may start elsewhere:
             # init_weights=src/hfpie/weights/sr-x4.safetensors init_strict=false init_grow=false (an x4 body into x2)
             print(f"{time.strftime('%H:%M:%S')} {args.model} {blocks}: training {args.minutes} min", flush=True)
             train(config, run_dir, resume=True, progress=False)
