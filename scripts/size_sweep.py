@@ -17,6 +17,7 @@ Results go to ``docs/size-sweep.json`` (merged by model) and a markdown table on
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -53,6 +54,15 @@ def _folder_part(override: str) -> str:
     return f"{key}={PureWindowsPath(value).name}" if value else override  # splits at both / and \
 
 
+def _folder_name(parts: list[str]) -> str:
+    """The parts joined by ``-``; a name over 200 characters (file systems allow 255 bytes) is cut to 180 and
+    ends with a hash of the whole, so long ``--set`` lists still name one folder each."""
+    name = "-".join(parts)
+    if len(name.encode()) <= 200:
+        return name
+    return name.encode()[:180].decode(errors="ignore") + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(PROTOCOL))
@@ -79,7 +89,7 @@ def main() -> None:
     for text in args.blocks:
         blocks = tuple(int(n) for n in text.split(","))
         width = [f"x{args.features}"] if args.features else []
-        run_dir = args.runs / args.model / "-".join([*map(str, blocks), *width, *map(_folder_part, args.set)])
+        run_dir = args.runs / args.model / _folder_name([*map(str, blocks), *width, *map(_folder_part, args.set)])
         final = run_dir / "final.safetensors"
         if not final.exists():
             # under the model's campaign while it has steps left, else the continual config with --set
