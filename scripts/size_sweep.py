@@ -80,7 +80,6 @@ def main() -> None:
 
     import torch
 
-    from hfpie.training.config import _parse_override
     from hfpie.training.trainer import train
 
     torch.set_num_threads(args.threads)
@@ -97,13 +96,8 @@ def main() -> None:
             campaign = state.get("campaign")
             running = campaign and campaign["position"] < campaign["schedule_steps"]
             config = (_session_config if running else base_config)(args.model, state, args.minutes, args.threads)
-            overrides = dict(_parse_override(text) for text in args.set)
-            model = {**config.model, "num_blocks": blocks, **({"num_features": args.features} if args.features else {}),
-                     **{key.removeprefix("model."): overrides.pop(key) for key in list(overrides) if key.startswith("model.")}}
-            degradation = {**config.degradation, **{key.removeprefix("degradation."): overrides.pop(key)
-                                                    for key in list(overrides) if key.startswith("degradation.")}}
-            config = config.replace(**{"model": model, "degradation": degradation, "init_grow": True, **overrides})
-            # --set may start elsewhere:
+            model = {**config.model, "num_blocks": blocks, **({"num_features": args.features} if args.features else {})}
+            config = config.replace(model=model, init_grow=True).with_overrides(args.set)  # --set may start elsewhere:
             # init_weights=src/hfpie/weights/sr-x4.safetensors init_strict=false init_grow=false (an x4 body into x2)
             print(f"{time.strftime('%H:%M:%S')} {args.model} {blocks}: training {args.minutes} min", flush=True)
             train(config, run_dir, resume=True, progress=False)

@@ -167,6 +167,10 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+        """This config with ``key=value`` overrides, as :func:`load_train_config` applies them."""
+        return TrainConfig.from_dict(_apply_overrides(dataclasses.asdict(self), overrides))
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -205,12 +209,16 @@ def load_train_config(path: str | Path | None, overrides: list[str] | tuple[str,
             values = yaml.safe_load(text) or {}
         else:
             raise ValueError(f"{path}: configs are .toml or .yaml files")
+    return TrainConfig.from_dict(_apply_overrides(values, overrides))
+
+
+def _apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``values`` with ``key=value`` overrides applied; ``section.key=value`` changes one key of a section."""
     for override in overrides:
         key, value = _parse_override(override)
         if "." in key:
             section, name = key.split(".", 1)
-            values.setdefault(section, {})
-            values[section] = {**values[section], name: value}
+            values[section] = {**values.get(section, {}), name: value}
         else:
             values[key] = value
-    return TrainConfig.from_dict(values)
+    return values
